@@ -1,0 +1,202 @@
+//! Wires a [`Config`] into a running server: index, source, responder, transports.
+//!
+//! [`start`] is what the binary runs and what the end-to-end tests start on 127.0.0.1 port 0:
+//! it loads the cluster file (a broken file at start is an error, not an empty server), marks
+//! the index synced, binds every listener, and spawns the file watcher and the transports.
+//! [`Running::stop`] cancels them and waits for in-flight queries to finish.
+//!
+//! Invariant: the index writer is moved into the one source task; nothing else can write.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ConfigError, parse_zone_name};
+use crate::dns::{Authority, Listeners, Responder, ServerSettings, serve};
+use crate::index::Index;
+use crate::model::{ClusterState, ServiceKind};
+use crate::source;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The cluster file could not be loaded.
+    #[error("cluster file: {0}")]
+    Source(#[from] source::file::FileError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound DNS addresses (UDP and TCP share each), in listen order.
+    pub addresses: Vec<SocketAddr>,
+    /// A read handle on the served index.
+    pub index: Index,
+    /// `dig` commands that show real answers from the loaded cluster.
+    pub examples: Vec<String>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    watcher: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight queries finish, and returns once every task ended.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        let _ = self.watcher.await;
+    }
+}
+
+/// Builds the answer rules' settings from the config.
+pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
+    let zones = |field: &str, names: &[String]| {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, zone)| {
+                parse_zone_name(zone).map_err(|reason| ConfigError::Invalid {
+                    field: format!("{field}[{i}]"),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut nameserver_addresses = config.dns.nameserver_addresses.clone();
+    if nameserver_addresses.is_empty() {
+        nameserver_addresses = config
+            .dns
+            .listen
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        nameserver_addresses.dedup();
+    }
+    Ok(Authority {
+        zones: zones("dns.zones", &config.dns.zones)?,
+        reverse_zones: zones("dns.reverse_zones", &config.dns.reverse_zones)?,
+        positive_ttl: config.dns.positive_ttl,
+        negative_ttl: config.dns.negative_ttl,
+        nameserver_addresses,
+    })
+}
+
+/// Starts serving `config` on the current Tokio runtime.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    config.validate()?;
+    let authority = authority(config)?;
+    let zone = config.dns.zones[0]
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let (index, mut writer) = Index::new(initial_serial(), config.dns.srv_target);
+
+    let path: PathBuf = config.source.file.clone();
+    let cidrs = config.source.pod_cidrs.clone();
+    let state = source::file::load(&path, &cidrs)?;
+    let listeners = Listeners::bind(&config.dns.listen).await?;
+    let addresses = listeners.local_addresses();
+    let examples = example_queries(&state, &zone, addresses.first());
+    tracing::info!(
+        file = %path.display(),
+        services = state.services.len(),
+        slices = state.slices.len(),
+        "cluster file loaded"
+    );
+    writer.replace_all(state);
+    writer.mark_synced();
+
+    let shutdown = CancellationToken::new();
+    let poll = config.source.poll_interval();
+    let watch_shutdown = shutdown.clone().cancelled_owned();
+    let watcher = tokio::spawn(source::file::watch(
+        path,
+        cidrs,
+        poll,
+        move |state: ClusterState| writer.replace_all(state),
+        watch_shutdown,
+    ));
+    let responder = Arc::new(Responder::new(
+        authority,
+        index.clone(),
+        config.dns.max_udp_payload,
+    ));
+    let settings = ServerSettings {
+        udp_loops: worker_count(config.dns.workers),
+        tcp_idle_timeout: Duration::from_secs(config.dns.tcp_idle_timeout_secs),
+    };
+    let server = tokio::spawn(serve(listeners, responder, settings, shutdown.clone()));
+    Ok(Running {
+        addresses,
+        index,
+        examples,
+        shutdown,
+        server,
+        watcher,
+    })
+}
+
+/// Worker threads to use: the configured number, or one per core for 0.
+pub fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The Unix time as a serial, so a restarted server's serial moves forward.
+fn initial_serial() -> u32 {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs());
+    u32::try_from(seconds).unwrap_or(u32::MAX / 2)
+}
+
+/// Two `dig` commands answering from the loaded cluster: the first headless Service with a
+/// ready named endpoint (SRV) and that endpoint (A).
+fn example_queries(state: &ClusterState, zone: &str, address: Option<&SocketAddr>) -> Vec<String> {
+    let Some(address) = address else {
+        return Vec::new();
+    };
+    let server = match address.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(ip) if ip.is_unspecified() => "::1".to_string(),
+        ip => ip.to_string(),
+    };
+    let dig =
+        |name: String, rtype: &str| format!("dig @{server} -p {} {rtype} {name}", address.port());
+    let mut headless: Vec<_> = state
+        .services
+        .iter()
+        .filter(|s| s.kind == ServiceKind::Headless)
+        .collect();
+    headless.sort_by(|a, b| a.key.cmp(&b.key));
+    for service in headless {
+        let hostname = state
+            .slices
+            .iter()
+            .filter(|slice| slice.service == service.key)
+            .flat_map(|slice| &slice.endpoints)
+            .filter(|endpoint| endpoint.ready)
+            .filter_map(|endpoint| endpoint.hostname.as_deref())
+            .min();
+        if let Some(hostname) = hostname {
+            let base = format!("{}.{}.svc.{zone}", service.key.name, service.key.namespace);
+            return vec![
+                dig(base.clone(), "SRV"),
+                dig(format!("{hostname}.{base}"), "A"),
+            ];
+        }
+    }
+    Vec::new()
+}

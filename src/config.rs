@@ -1,0 +1,333 @@
+//! The configuration file (TOML) and the command-line overrides laid over it.
+//!
+//! Every field has a doc line and a default, so an empty file is a valid configuration; unknown
+//! keys are rejected with their name (`deny_unknown_fields`). Relative paths in the file are
+//! resolved against the file's own directory, so `peerdns --config /etc/peerdns/peerdns.toml`
+//! finds its cluster file wherever it is started from. [`Config::validate`] checks what serde
+//! cannot (zone names, ranges) and names the offending field.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// A configuration error, naming the file or field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config file: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A field holds a value that parses but makes no sense.
+    #[error("config field {field}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `dns.zones[1]`.
+        field: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// DNS serving: listeners, zones, TTLs, sizes.
+    pub dns: DnsConfig,
+    /// Where the cluster state comes from.
+    pub source: SourceConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// How SRV targets of headless Services are named (R3).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SrvTargetStyle {
+    /// The endpoint's hostname, else its dashed IP (what CoreDNS does).
+    #[default]
+    Hostname,
+    /// The endpoint's hostname, else its pod name, else its dashed IP.
+    PodName,
+}
+
+/// DNS serving settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Addresses to serve on; each gets a UDP socket and a TCP listener.
+    pub listen: Vec<SocketAddr>,
+    /// Forward zones served (the cluster domain, or a custom zone such as `peers.example`).
+    pub zones: Vec<String>,
+    /// Reverse zones served for PTR answers (R7).
+    pub reverse_zones: Vec<String>,
+    /// TTL in seconds of every positive answer.
+    pub positive_ttl: u32,
+    /// TTL in seconds of negative answers: the SOA's TTL and its minimum field (R9).
+    pub negative_ttl: u32,
+    /// Largest UDP answer in bytes, whatever larger size a client's EDNS offers (R12).
+    pub max_udp_payload: u16,
+    /// Addresses published as glue for `ns.dns.<zone>` (R8); empty: the listen addresses that
+    /// are not wildcards.
+    pub nameserver_addresses: Vec<IpAddr>,
+    /// How SRV targets are named when an endpoint has no hostname.
+    pub srv_target: SrvTargetStyle,
+    /// Runtime worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Seconds a TCP connection may stay idle between queries before it is closed.
+    pub tcp_idle_timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 5353))],
+            zones: vec!["cluster.local".to_string()],
+            reverse_zones: vec!["in-addr.arpa".to_string(), "ip6.arpa".to_string()],
+            positive_ttl: 5,
+            negative_ttl: 1,
+            max_udp_payload: 1232,
+            nameserver_addresses: Vec::new(),
+            srv_target: SrvTargetStyle::Hostname,
+            workers: 0,
+            tcp_idle_timeout_secs: 10,
+        }
+    }
+}
+
+/// Where cluster state comes from.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The static cluster file (Kubernetes YAML), watched for edits.
+    pub file: PathBuf,
+    /// Pod CIDRs (one per IP family) that StatefulSet pods in the file get addresses from.
+    pub pod_cidrs: Vec<IpNet>,
+    /// How often, in milliseconds, the file is checked for edits.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("cluster.yaml"),
+            pod_cidrs: vec![IpNet::from(ipnet::Ipv4Net::new_assert(
+                std::net::Ipv4Addr::new(10, 244, 0, 0),
+                16,
+            ))],
+            poll_interval_ms: 250,
+        }
+    }
+}
+
+impl SourceConfig {
+    /// The poll interval as a duration.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Output format.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `peerdns=debug` (`RUST_LOG` overrides it).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a config file; relative paths in it become relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        if config.source.file.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.source.file = base.join(&config.source.file);
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text, with no path resolution.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// Checks values serde cannot: non-empty lists, valid zone names, sane numbers.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: String, reason: &str| ConfigError::Invalid {
+            field,
+            reason: reason.to_string(),
+        };
+        if self.dns.listen.is_empty() {
+            return Err(invalid(
+                "dns.listen".into(),
+                "at least one address is needed",
+            ));
+        }
+        if self.dns.zones.is_empty() {
+            return Err(invalid("dns.zones".into(), "at least one zone is needed"));
+        }
+        let all_zones = self.dns.zones.iter().map(|z| ("dns.zones", z));
+        let reverse = self
+            .dns
+            .reverse_zones
+            .iter()
+            .map(|z| ("dns.reverse_zones", z));
+        for (index, (field, zone)) in all_zones.chain(reverse).enumerate() {
+            if let Err(reason) = parse_zone_name(zone) {
+                return Err(invalid(format!("{field}[{index}] ({zone:?})"), &reason));
+            }
+        }
+        if self.dns.max_udp_payload < 512 {
+            return Err(invalid(
+                "dns.max_udp_payload".into(),
+                "must be at least 512",
+            ));
+        }
+        if self.dns.tcp_idle_timeout_secs == 0 {
+            return Err(invalid(
+                "dns.tcp_idle_timeout_secs".into(),
+                "must be at least 1",
+            ));
+        }
+        if self.source.poll_interval_ms == 0 {
+            return Err(invalid(
+                "source.poll_interval_ms".into(),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a zone name such as `cluster.local` or `cluster.local.` into a lowercase FQDN.
+pub fn parse_zone_name(zone: &str) -> Result<Name, String> {
+    let trimmed = zone.trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err("the root zone cannot be served".to_string());
+    }
+    let valid = trimmed.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !valid {
+        return Err("not a valid domain name".to_string());
+    }
+    Name::from_ascii(format!("{trimmed}."))
+        .map(|name| name.to_lowercase())
+        .map_err(|error| error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config, Config::default());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let error = Config::parse("[dns]\nzonez = [\"a\"]\n").unwrap_err();
+        assert!(error.contains("zonez"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let error = Config::parse("[dns]\npositive_ttl = \"five\"\n").unwrap_err();
+        assert!(error.contains("positive_ttl"), "{error}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            ("[dns]\nzones = []\n", "dns.zones"),
+            ("[dns]\nzones = [\"a..b\"]\n", "dns.zones[0]"),
+            ("[dns]\nzones = [\".\"]\n", "dns.zones[0]"),
+            (
+                "[dns]\nreverse_zones = [\"in addr.arpa\"]\n",
+                "dns.reverse_zones",
+            ),
+            ("[dns]\nlisten = []\n", "dns.listen"),
+            ("[dns]\nmax_udp_payload = 100\n", "dns.max_udp_payload"),
+            (
+                "[source]\npoll_interval_ms = 0\n",
+                "source.poll_interval_ms",
+            ),
+        ];
+        for (text, field) in cases {
+            let error = Config::parse(text).unwrap().validate().unwrap_err();
+            assert!(error.to_string().contains(field), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn zone_names_are_lowercased_fqdns() {
+        assert_eq!(
+            parse_zone_name("Cluster.Local").unwrap().to_string(),
+            "cluster.local."
+        );
+        assert_eq!(
+            parse_zone_name("peers.example.").unwrap().to_string(),
+            "peers.example."
+        );
+    }
+
+    #[test]
+    fn relative_cluster_file_follows_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peerdns.toml");
+        std::fs::write(&path, "[source]\nfile = \"c.yaml\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.source.file, dir.path().join("c.yaml"));
+    }
+}

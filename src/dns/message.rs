@@ -1,0 +1,223 @@
+//! From request bytes to response bytes: header checks, EDNS, size limits, truncation.
+//!
+//! ```text
+//!  bytes -> header readable? -- no --> drop
+//!        -> a response?      -- yes -> drop (no reflection)
+//!        -> body parses?     -- no --> FORMERR (header only)
+//!        -> EDNS version 0?  -- no --> BADVERS
+//!        -> opcode QUERY?    -- no --> NOTIMP
+//!        -> one question?    -- no --> FORMERR
+//!        -> class IN?        -- no --> REFUSED
+//!        -> answer rules (answer.rs) -> encode to fit (R12) -> bytes
+//! ```
+//!
+//! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
+//! question is echoed exactly as sent, case included) and encoding its `MessageResponse`.
+//!
+//! Invariants (R12): a UDP answer fits 512 bytes, or the client's EDNS size capped by config;
+//! additional records are dropped first, TC is set only when answer records had to go, and then
+//! whole RRsets are dropped; a TCP answer is complete up to 65535 bytes. The OPT record is kept
+//! whenever the client sent one.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_server::net::xfer::Protocol as WireProtocol;
+use hickory_server::server::Request;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+
+use super::answer::{Answer, Authority};
+use crate::index::Index;
+
+/// The transport a query came over, which decides the size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: 512 bytes, or the EDNS size within the configured cap.
+    Udp,
+    /// TCP: up to 65535 bytes.
+    Tcp,
+}
+
+/// Plain DNS (RFC 1035) UDP limit.
+const CLASSIC_UDP_LIMIT: usize = 512;
+
+/// Answers raw DNS messages from an [`Index`].
+#[derive(Clone, Debug)]
+pub struct Responder {
+    authority: Authority,
+    index: Index,
+    max_udp_payload: u16,
+}
+
+impl Responder {
+    /// A responder serving `index` with the zones and TTLs of `authority`; UDP answers never
+    /// exceed `max_udp_payload` bytes.
+    pub fn new(authority: Authority, index: Index, max_udp_payload: u16) -> Self {
+        Self {
+            authority,
+            index,
+            max_udp_payload,
+        }
+    }
+
+    /// The index this responder reads.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The response to `request`, or `None` when it must be dropped (no readable header, or
+    /// not a query at all).
+    pub fn respond(
+        &self,
+        request: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+    ) -> Option<Vec<u8>> {
+        let mut decoder = BinDecoder::new(request);
+        let header = Header::read(&mut decoder).ok()?;
+        if header.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let protocol = match transport {
+            Transport::Udp => WireProtocol::Udp,
+            Transport::Tcp => WireProtocol::Tcp,
+        };
+        let Ok(request) = Request::from_bytes(request.to_vec(), src, protocol) else {
+            return Some(header_only(&header.metadata, ResponseCode::FormErr));
+        };
+        let edns = request.edns.as_ref().map(|_| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(self.max_udp_payload);
+            edns
+        });
+        let limit = match transport {
+            Transport::Tcp => usize::from(u16::MAX),
+            Transport::Udp => match &request.edns {
+                Some(client) => usize::from(client.max_payload().clamp(512, self.max_udp_payload)),
+                None => CLASSIC_UDP_LIMIT,
+            },
+        };
+        let reply = |rcode: ResponseCode, answer: Option<Answer>| {
+            let answer = answer.unwrap_or_else(|| empty_answer(rcode));
+            encode_to_fit(
+                &request.queries,
+                edns.as_ref(),
+                &request.metadata,
+                answer,
+                limit,
+            )
+        };
+        if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
+            return Some(reply(ResponseCode::BADVERS, None));
+        }
+        if request.metadata.op_code != OpCode::Query {
+            return Some(reply(ResponseCode::NotImp, None));
+        }
+        let [query] = request.queries.queries() else {
+            return Some(reply(ResponseCode::FormErr, None));
+        };
+        if query.query_class() != DNSClass::IN {
+            return Some(reply(ResponseCode::Refused, None));
+        }
+        let original = query.original();
+        let answer = self
+            .authority
+            .answer(&self.index, original.name(), original.query_type());
+        Some(reply(answer.rcode, Some(answer)))
+    }
+}
+
+fn empty_answer(rcode: ResponseCode) -> Answer {
+    Answer {
+        rcode,
+        authoritative: false,
+        answers: Vec::new(),
+        authority: Vec::new(),
+        additional: Vec::new(),
+    }
+}
+
+fn response_metadata(request: &Metadata, answer: &Answer) -> Metadata {
+    let mut metadata = Metadata::new(request.id, MessageType::Response, request.op_code);
+    metadata.authoritative = answer.authoritative;
+    metadata.recursion_desired = request.recursion_desired;
+    metadata.recursion_available = false;
+    metadata.checking_disabled = request.checking_disabled;
+    metadata.response_code = answer.rcode;
+    metadata
+}
+
+/// Encodes `answer`, dropping additional records and then whole answer RRsets until it fits
+/// `limit`; sets TC only in the second case.
+fn encode_to_fit(
+    queries: &Queries,
+    edns: Option<&Edns>,
+    request: &Metadata,
+    mut answer: Answer,
+    limit: usize,
+) -> Vec<u8> {
+    let mut metadata = response_metadata(request, &answer);
+    let mut attempt = encode(queries, edns, metadata, &answer);
+    if fits(&attempt, limit) {
+        return attempt.unwrap_or_default();
+    }
+    answer.additional.clear();
+    attempt = encode(queries, edns, metadata, &answer);
+    while !fits(&attempt, limit) && !answer.answers.is_empty() {
+        metadata.truncation = true;
+        answer.authority.clear();
+        pop_last_rrset(&mut answer.answers);
+        attempt = encode(queries, edns, metadata, &answer);
+    }
+    match attempt {
+        Ok(bytes) if bytes.len() <= limit => bytes,
+        _ => header_only(request, ResponseCode::ServFail),
+    }
+}
+
+fn fits(attempt: &Result<Vec<u8>, ()>, limit: usize) -> bool {
+    matches!(attempt, Ok(bytes) if bytes.len() <= limit)
+}
+
+/// Removes the last RRset (same owner, type and class as the last record) from `records`.
+fn pop_last_rrset(records: &mut Vec<Record>) {
+    let Some(last) = records.last() else { return };
+    let (name, rtype, class) = (last.name.clone(), last.record_type(), last.dns_class);
+    records.retain(|r| !(r.record_type() == rtype && r.dns_class == class && r.name == name));
+}
+
+fn encode(
+    queries: &Queries,
+    edns: Option<&Edns>,
+    metadata: Metadata,
+    answer: &Answer,
+) -> Result<Vec<u8>, ()> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    let response = MessageResponseBuilder::new(queries, edns).build(
+        metadata,
+        answer.answers.iter(),
+        answer.authority.iter(),
+        std::iter::empty(),
+        answer.additional.iter(),
+    );
+    match response.destructive_emit(&mut encoder) {
+        Ok(_) => Ok(bytes),
+        Err(error) => {
+            tracing::debug!(%error, "cannot encode response");
+            Err(())
+        }
+    }
+}
+
+/// A response with only a header (used when the question cannot be read).
+fn header_only(request: &Metadata, rcode: ResponseCode) -> Vec<u8> {
+    let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+        return Vec::new();
+    };
+    let answer = empty_answer(rcode);
+    let metadata = response_metadata(request, &answer);
+    encode(&queries, None, metadata, &answer).unwrap_or_default()
+}

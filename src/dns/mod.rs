@@ -1,0 +1,22 @@
+//! The DNS side: name parsing, answer rules, wire encoding and the UDP/TCP transports.
+//!
+//! ```text
+//!  socket --bytes--> server.rs --bytes--> message.rs (header, EDNS, fit to size)
+//!                                            |  name + type
+//!                                            v
+//!                                         answer.rs (R1-R13) --reads--> index::Index
+//!                                            |  uses
+//!                                            v
+//!                                         name.rs (pure parser)
+//! ```
+//!
+//! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
+
+pub mod answer;
+pub mod message;
+pub mod name;
+pub mod server;
+
+pub use answer::Authority;
+pub use message::{Responder, Transport};
+pub use server::{Listeners, ServerSettings, serve};

@@ -1,0 +1,159 @@
+//! The in-memory index the DNS side answers from: one writer, many lock-free readers.
+//!
+//! ```text
+//!  source (file / watch)  --model types-->  IndexWriter (&mut self, one owner)
+//!                                              | rebuilds one Service's ServiceRecords
+//!                                              v publishes Arc<ServiceRecords> whole
+//!  dns handlers  <--Index (Clone)--  DashMap "svc.ns" -> Arc<ServiceRecords>
+//!                                    DashMap ip -> Arc<PtrTarget>, namespaces, serial, synced
+//! ```
+//!
+//! Invariants:
+//! - only [`IndexWriter`] mutates the maps, and it cannot be cloned;
+//! - a Service's answers change atomically: its records are rebuilt aside and swapped in as one
+//!   `Arc`, so a reader sees all of a slice update or none of it;
+//! - a reader holds a shard guard only for one `get` (it clones the `Arc` out), never across
+//!   `.await`;
+//! - the lookup key is built on the stack: a lookup allocates nothing;
+//! - the serial moves (and only moves) when some published answer changed (R8).
+//!
+//! Nothing here names a Kubernetes type; sources speak [`crate::model`].
+
+mod ptr;
+mod records;
+mod writer;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use dashmap::DashMap;
+
+pub use ptr::{ClaimRank, PtrClaim};
+pub use records::{ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight};
+pub use writer::IndexWriter;
+
+use crate::model::ServiceKey;
+
+/// Longest `svc.ns` key: two labels of at most 63 bytes and a dot.
+const MAX_KEY_LEN: usize = 63 + 1 + 63;
+
+/// The name an address's PTR record points at: `<label>.<svc>.<ns>.svc.<zone>.`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PtrTarget {
+    /// The label below the Service name; `None` for a ClusterIP (the Service name itself).
+    pub label: Option<Box<str>>,
+    /// The Service.
+    pub service: ServiceKey,
+}
+
+#[derive(Debug)]
+struct Shared {
+    services: DashMap<Box<str>, Arc<ServiceRecords>>,
+    namespaces: DashMap<Box<str>, usize>,
+    ptr: DashMap<IpAddr, Arc<PtrTarget>>,
+    serial: AtomicU32,
+    synced: AtomicBool,
+}
+
+/// A cheap, clonable read handle on the index.
+#[derive(Clone, Debug)]
+pub struct Index {
+    shared: Arc<Shared>,
+}
+
+impl Index {
+    /// Creates an empty, not yet synced index and its one writer; the SOA serial starts at
+    /// `initial_serial` (the caller passes the Unix time so restarts move it forward).
+    pub fn new(
+        initial_serial: u32,
+        srv_target: crate::config::SrvTargetStyle,
+    ) -> (Index, IndexWriter) {
+        let shared = Arc::new(Shared {
+            services: DashMap::new(),
+            namespaces: DashMap::new(),
+            ptr: DashMap::new(),
+            serial: AtomicU32::new(initial_serial),
+            synced: AtomicBool::new(false),
+        });
+        let index = Index {
+            shared: shared.clone(),
+        };
+        (index, IndexWriter::new(shared, srv_target))
+    }
+
+    /// The records of Service `name` in `namespace` (both lowercase), if it exists.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<ServiceRecords>> {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        let key = service_key_on_stack(&mut buffer, namespace, name)?;
+        self.shared
+            .services
+            .get(key)
+            .map(|entry| entry.value().clone())
+    }
+
+    /// Whether some Service lives in `namespace`, so `<ns>.svc.<zone>` exists (R9).
+    pub fn namespace_exists(&self, namespace: &str) -> bool {
+        self.shared.namespaces.contains_key(namespace)
+    }
+
+    /// The PTR target of `ip`, if any Service claims it (R7).
+    pub fn ptr(&self, ip: &IpAddr) -> Option<Arc<PtrTarget>> {
+        self.shared.ptr.get(ip).map(|entry| entry.value().clone())
+    }
+
+    /// The SOA serial: it changes whenever an answer does.
+    pub fn serial(&self) -> u32 {
+        self.shared.serial.load(Ordering::Acquire)
+    }
+
+    /// Whether every source has delivered its first complete state (R11).
+    pub fn is_synced(&self) -> bool {
+        self.shared.synced.load(Ordering::Acquire)
+    }
+
+    /// Number of Services published.
+    pub fn service_count(&self) -> usize {
+        self.shared.services.len()
+    }
+}
+
+/// The map key of a Service: `"<name>.<namespace>"`, owned.
+fn service_key(key: &ServiceKey) -> Box<str> {
+    format!("{}.{}", key.name, key.namespace).into()
+}
+
+/// Writes `"<name>.<namespace>"` into `buffer`; `None` if it cannot be a valid key.
+fn service_key_on_stack<'b>(
+    buffer: &'b mut [u8; MAX_KEY_LEN],
+    namespace: &str,
+    name: &str,
+) -> Option<&'b str> {
+    let length = name.len() + 1 + namespace.len();
+    if name.len() > 63 || namespace.len() > 63 {
+        return None;
+    }
+    buffer[..name.len()].copy_from_slice(name.as_bytes());
+    buffer[name.len()] = b'.';
+    buffer[name.len() + 1..length].copy_from_slice(namespace.as_bytes());
+    std::str::from_utf8(&buffer[..length]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_key_matches_owned_key() {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        let key = ServiceKey::new("default", "kubia");
+        assert_eq!(
+            service_key_on_stack(&mut buffer, "default", "kubia"),
+            Some(&*service_key(&key))
+        );
+        let long = "a".repeat(64);
+        assert_eq!(service_key_on_stack(&mut buffer, &long, "x"), None);
+        let max = "b".repeat(63);
+        assert!(service_key_on_stack(&mut buffer, &max, &max).is_some());
+    }
+}

@@ -1,0 +1,292 @@
+//! One Service's answers, compiled once per change from its Service and EndpointSlices.
+//!
+//! [`ServiceRecords::build`] is pure: same inputs, same value. It merges every slice of the
+//! Service (several slices, one or two IP families), keeps only ready endpoints (R1: readiness is
+//! `conditions.ready` and nothing else), deduplicates addresses, and indexes each endpoint under
+//! each of its labels (hostname, pod name, dashed IP; R2).
+//!
+//! Invariants:
+//! - `endpoints` is sorted by address and holds each address once;
+//! - every label in `labels` maps to a non-empty list of indexes into `endpoints`;
+//! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::config::SrvTargetStyle;
+use crate::model::{EndpointSlice, Port, Service, ServiceKind};
+
+/// A ready endpoint address with what its names need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyEndpoint {
+    /// The address.
+    pub ip: IpAddr,
+    /// The endpoint's hostname, if any.
+    pub hostname: Option<Box<str>>,
+    /// The label its SRV records point at (hostname, else pod name or dashed IP, per config).
+    pub srv_label: Box<str>,
+    /// The ports of the slice the endpoint came from.
+    pub ports: Arc<[Port]>,
+}
+
+/// Everything the answer rules need to know about one Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceRecords {
+    /// Headless, ClusterIP or ExternalName.
+    pub kind: ServiceKind,
+    /// The Service's own ports (ClusterIP SRV answers).
+    pub service_ports: Vec<Port>,
+    /// Ready endpoints, sorted by address, one entry per address.
+    pub endpoints: Vec<ReadyEndpoint>,
+    /// Label (hostname, pod name or dashed IP) to indexes into `endpoints`.
+    pub labels: HashMap<Box<str>, Vec<u32>>,
+}
+
+impl ServiceRecords {
+    /// Compiles a Service and its slices (in any order) into its answers.
+    pub fn build<'a>(
+        service: &Service,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+        srv_target: SrvTargetStyle,
+    ) -> Self {
+        let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Box<str>>)> = BTreeMap::new();
+        if !matches!(service.kind, ServiceKind::ExternalName(_)) {
+            for slice in slices {
+                let ports: Arc<[Port]> = slice.ports.clone().into();
+                for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
+                    for ip in &endpoint.addresses {
+                        let hostname = endpoint.hostname.as_deref().map(Box::from);
+                        let pod_name = endpoint.pod_name.as_deref().map(Box::from);
+                        let srv_label =
+                            srv_label(hostname.as_deref(), pod_name.as_deref(), ip, srv_target);
+                        let entry = ReadyEndpoint {
+                            ip: *ip,
+                            hostname,
+                            srv_label,
+                            ports: ports.clone(),
+                        };
+                        // The same address in two slices (a pod moving between slices): keep
+                        // the first, deterministically, since slices arrive sorted by name.
+                        by_ip.entry(*ip).or_insert((entry, pod_name));
+                    }
+                }
+            }
+        }
+        let mut endpoints = Vec::with_capacity(by_ip.len());
+        let mut labels: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        for (position, (ip, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
+            let position = position as u32;
+            let mut add = |label: Box<str>| {
+                let list = labels.entry(label).or_default();
+                if list.last() != Some(&position) {
+                    list.push(position);
+                }
+            };
+            if let Some(hostname) = &endpoint.hostname {
+                add(hostname.clone());
+            }
+            if let Some(pod_name) = pod_name {
+                add(pod_name);
+            }
+            add(dashed_ip(&ip).into());
+            endpoints.push(endpoint);
+        }
+        Self {
+            kind: service.kind.clone(),
+            service_ports: service.ports.clone(),
+            endpoints,
+            labels,
+        }
+    }
+
+    /// Whether this is a headless Service.
+    pub fn is_headless(&self) -> bool {
+        matches!(self.kind, ServiceKind::Headless)
+    }
+
+    /// The endpoints known by `label` (R2), in address order.
+    pub fn endpoints_labelled<'a>(
+        &'a self,
+        label: &str,
+    ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
+        self.labels
+            .get(label)
+            .map(|positions| positions.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|&position| self.endpoints.get(position as usize))
+    }
+}
+
+fn srv_label(
+    hostname: Option<&str>,
+    pod_name: Option<&str>,
+    ip: &IpAddr,
+    style: SrvTargetStyle,
+) -> Box<str> {
+    match (hostname, pod_name, style) {
+        (Some(hostname), _, _) => hostname.into(),
+        (None, Some(pod), SrvTargetStyle::PodName) => pod.into(),
+        _ => dashed_ip(ip).into(),
+    }
+}
+
+/// The dashed form of an address used as a DNS label (R2): `10-244-1-5`, `fd00-10--5`, with a
+/// `0` appended to an IPv6 form that would end in `-`, and one prepended when it would start
+/// with `-`.
+pub fn dashed_ip(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => {
+            let mut label = v6.to_string().replace(':', "-");
+            if label.ends_with('-') {
+                label.push('0');
+            }
+            if label.starts_with('-') {
+                label.insert(0, '0');
+            }
+            label
+        }
+    }
+}
+
+/// SRV weight for an answer of `count` records (R3): max(1, floor(100 / count)).
+pub fn srv_weight(count: usize) -> u16 {
+    if count == 0 {
+        return 100;
+    }
+    (100 / count).max(1) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AddressFamily, Endpoint, Protocol, ServiceKey};
+
+    fn endpoint(ip: &str, ready: bool, hostname: Option<&str>, pod: Option<&str>) -> Endpoint {
+        Endpoint {
+            addresses: vec![ip.parse().unwrap()],
+            ready,
+            hostname: hostname.map(str::to_string),
+            pod_name: pod.map(str::to_string),
+        }
+    }
+
+    fn slice(name: &str, family: AddressFamily, endpoints: Vec<Endpoint>) -> EndpointSlice {
+        EndpointSlice {
+            name: name.into(),
+            service: ServiceKey::new("default", "db"),
+            family,
+            ports: vec![Port {
+                name: Some("pg".into()),
+                protocol: Protocol::Tcp,
+                port: 5432,
+            }],
+            endpoints,
+        }
+    }
+
+    fn headless() -> Service {
+        Service {
+            key: ServiceKey::new("default", "db"),
+            kind: ServiceKind::Headless,
+            ports: vec![],
+        }
+    }
+
+    #[test]
+    fn dashed_ip_forms() {
+        let cases = [
+            ("10.244.1.5", "10-244-1-5"),
+            ("fd00:10::5", "fd00-10--5"),
+            ("fd00:10::", "fd00-10--0"),
+            ("::1", "0--1"),
+            ("2001:db8:0:0:1:0:0:1", "2001-db8--1-0-0-1"),
+        ];
+        for (ip, label) in cases {
+            assert_eq!(dashed_ip(&ip.parse().unwrap()), label, "{ip}");
+        }
+    }
+
+    #[test]
+    fn srv_weights() {
+        for (count, weight) in [(1, 100), (3, 33), (7, 14), (100, 1), (250, 1)] {
+            assert_eq!(srv_weight(count), weight, "{count}");
+        }
+    }
+
+    #[test]
+    fn merges_slices_dedups_and_drops_not_ready() {
+        let a = slice(
+            "db-a",
+            AddressFamily::Ipv4,
+            vec![
+                endpoint("10.0.0.2", true, Some("db-1"), Some("db-1")),
+                endpoint("10.0.0.9", false, Some("db-9"), Some("db-9")),
+            ],
+        );
+        let b = slice(
+            "db-b",
+            AddressFamily::Ipv4,
+            vec![
+                endpoint("10.0.0.1", true, Some("db-0"), Some("db-0")),
+                endpoint("10.0.0.2", true, Some("db-1"), Some("db-1")),
+            ],
+        );
+        let records = ServiceRecords::build(&headless(), [&a, &b], SrvTargetStyle::Hostname);
+        let ips: Vec<String> = records.endpoints.iter().map(|e| e.ip.to_string()).collect();
+        assert_eq!(ips, ["10.0.0.1", "10.0.0.2"]);
+        assert!(records.endpoints_labelled("db-9").next().is_none());
+        assert_eq!(records.endpoints_labelled("db-1").count(), 1);
+        assert_eq!(records.endpoints_labelled("10-0-0-1").count(), 1);
+    }
+
+    #[test]
+    fn dual_stack_hostname_answers_both_families() {
+        let v4 = slice(
+            "db-v4",
+            AddressFamily::Ipv4,
+            vec![endpoint("10.0.0.1", true, Some("db-0"), Some("db-0"))],
+        );
+        let v6 = slice(
+            "db-v6",
+            AddressFamily::Ipv6,
+            vec![endpoint("fd00::1", true, Some("db-0"), Some("db-0"))],
+        );
+        let records = ServiceRecords::build(&headless(), [&v4, &v6], SrvTargetStyle::Hostname);
+        let ips: Vec<String> = records
+            .endpoints_labelled("db-0")
+            .map(|e| e.ip.to_string())
+            .collect();
+        assert_eq!(ips, ["10.0.0.1", "fd00::1"]);
+    }
+
+    #[test]
+    fn srv_label_follows_style() {
+        let s = slice(
+            "db-a",
+            AddressFamily::Ipv4,
+            vec![endpoint("10.0.0.1", true, None, Some("web-abc"))],
+        );
+        let by_ip = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
+        assert_eq!(&*by_ip.endpoints[0].srv_label, "10-0-0-1");
+        let by_pod = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::PodName);
+        assert_eq!(&*by_pod.endpoints[0].srv_label, "web-abc");
+    }
+
+    #[test]
+    fn external_name_has_no_endpoints() {
+        let s = slice(
+            "db-a",
+            AddressFamily::Ipv4,
+            vec![endpoint("10.0.0.1", true, None, None)],
+        );
+        let service = Service {
+            kind: ServiceKind::ExternalName("example.com".into()),
+            ..headless()
+        };
+        let records = ServiceRecords::build(&service, [&s], SrvTargetStyle::Hostname);
+        assert!(records.endpoints.is_empty());
+    }
+}

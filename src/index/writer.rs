@@ -1,0 +1,271 @@
+//! The index's single writer: applies source events and publishes whole Services.
+//!
+//! The writer keeps, per Service, the model inputs (the Service and its slices by name) and what
+//! it last published. Every event touches one Service (two when a slice changes owner), rebuilds
+//! that Service's [`ServiceRecords`] aside and swaps the new `Arc` in, so readers see a slice
+//! update entirely or not at all. `replace_all` applies a complete list: it rebuilds what changed
+//! and removes what vanished, Service by Service, holding no second copy of the world.
+//!
+//! Invariants:
+//! - `slice_owner` names, for every stored slice, the Service whose `slices` holds it;
+//! - a Service is published exactly when its Service object is known; slices that arrive first
+//!   wait in its state;
+//! - `namespaces` counts published Services per namespace;
+//! - the serial is bumped once per rebuild whose published value differs from the last.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::ptr::{ClaimRank, PtrClaim, PtrClaims};
+use super::records::{ServiceRecords, dashed_ip};
+use super::{PtrTarget, Shared, service_key};
+use crate::config::SrvTargetStyle;
+use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
+
+#[derive(Debug, Default)]
+struct ServiceState {
+    service: Option<Service>,
+    slices: BTreeMap<String, EndpointSlice>,
+    published: Option<Arc<ServiceRecords>>,
+    claimed: Vec<IpAddr>,
+}
+
+/// The one writer of an [`super::Index`]. Not `Clone`: ownership is the write lock.
+#[derive(Debug)]
+pub struct IndexWriter {
+    shared: Arc<Shared>,
+    srv_target: SrvTargetStyle,
+    services: HashMap<ServiceKey, ServiceState>,
+    slice_owner: HashMap<SliceKey, ServiceKey>,
+    claims: PtrClaims,
+}
+
+impl IndexWriter {
+    pub(super) fn new(shared: Arc<Shared>, srv_target: SrvTargetStyle) -> Self {
+        Self {
+            shared,
+            srv_target,
+            services: HashMap::new(),
+            slice_owner: HashMap::new(),
+            claims: PtrClaims::default(),
+        }
+    }
+
+    /// Adds or replaces a Service.
+    pub fn apply_service(&mut self, service: Service) {
+        let key = service.key.clone();
+        self.services.entry(key.clone()).or_default().service = Some(service);
+        self.rebuild(&key);
+    }
+
+    /// Removes a Service (its slices stay stored until they are deleted too).
+    pub fn delete_service(&mut self, key: &ServiceKey) {
+        if let Some(state) = self.services.get_mut(key) {
+            state.service = None;
+            self.rebuild(key);
+        }
+    }
+
+    /// Adds or replaces an EndpointSlice.
+    pub fn apply_slice(&mut self, slice: EndpointSlice) {
+        let slice_key = slice.key();
+        let owner = slice.service.clone();
+        if let Some(previous) = self.slice_owner.get(&slice_key).cloned()
+            && previous != owner
+        {
+            self.detach_slice(&previous, &slice_key.name);
+            self.rebuild(&previous);
+        }
+        let state = self.services.entry(owner.clone()).or_default();
+        state.slices.insert(slice_key.name.clone(), slice);
+        self.slice_owner.insert(slice_key, owner.clone());
+        self.rebuild(&owner);
+    }
+
+    /// Removes an EndpointSlice.
+    pub fn delete_slice(&mut self, key: &SliceKey) {
+        if let Some(owner) = self.slice_owner.remove(key) {
+            self.detach_slice(&owner, &key.name);
+            self.rebuild(&owner);
+        }
+    }
+
+    /// Replaces the whole state with a complete list: rebuilds the Services that changed and
+    /// removes those that vanished. Unchanged Services keep their published records.
+    pub fn replace_all(&mut self, state: ClusterState) {
+        let mut next: HashMap<ServiceKey, (Option<Service>, BTreeMap<String, EndpointSlice>)> =
+            HashMap::new();
+        for service in state.services {
+            let key = service.key.clone();
+            next.entry(key).or_default().0 = Some(service);
+        }
+        self.slice_owner.clear();
+        for slice in state.slices {
+            self.slice_owner.insert(slice.key(), slice.service.clone());
+            let slices = &mut next.entry(slice.service.clone()).or_default().1;
+            slices.insert(slice.name.clone(), slice);
+        }
+        let vanished: Vec<ServiceKey> = self
+            .services
+            .keys()
+            .filter(|key| !next.contains_key(*key))
+            .cloned()
+            .collect();
+        for key in vanished {
+            if let Some(state) = self.services.get_mut(&key) {
+                state.service = None;
+                state.slices.clear();
+            }
+            self.rebuild(&key);
+        }
+        for (key, (service, slices)) in next {
+            let state = self.services.entry(key.clone()).or_default();
+            if state.service != service || state.slices != slices {
+                state.service = service;
+                state.slices = slices;
+                self.rebuild(&key);
+            }
+        }
+    }
+
+    /// Declares the first complete state delivered: negative answers stop being SERVFAIL (R11).
+    pub fn mark_synced(&self) {
+        self.shared.synced.store(true, Ordering::Release);
+    }
+
+    /// Number of Services the writer holds state for (published or waiting for their Service).
+    pub fn tracked_services(&self) -> usize {
+        self.services.len()
+    }
+
+    fn detach_slice(&mut self, owner: &ServiceKey, slice_name: &str) {
+        if let Some(state) = self.services.get_mut(owner) {
+            state.slices.remove(slice_name);
+        }
+    }
+
+    /// Recompiles one Service and publishes it if its answers changed.
+    fn rebuild(&mut self, key: &ServiceKey) {
+        let Some(state) = self.services.get_mut(key) else {
+            return;
+        };
+        let records = state.service.as_ref().map(|service| {
+            Arc::new(ServiceRecords::build(
+                service,
+                state.slices.values(),
+                self.srv_target,
+            ))
+        });
+        let unchanged = match (&records, &state.published) {
+            (Some(new), Some(old)) => new == old,
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            let was_published = state.published.is_some();
+            state.published = records.clone();
+            let old_claims = std::mem::take(&mut state.claimed);
+            let new_claims = records
+                .as_deref()
+                .map(|r| claims_of(key, r))
+                .unwrap_or_default();
+            state.claimed = new_claims.iter().map(|(ip, _)| *ip).collect();
+            self.publish_service(key, records, was_published);
+            self.update_claims(key, old_claims, new_claims);
+            self.shared.serial.fetch_add(1, Ordering::AcqRel);
+        }
+        let empty = self
+            .services
+            .get(key)
+            .is_some_and(|s| s.service.is_none() && s.slices.is_empty());
+        if empty {
+            self.services.remove(key);
+        }
+    }
+
+    fn publish_service(
+        &mut self,
+        key: &ServiceKey,
+        records: Option<Arc<ServiceRecords>>,
+        was_published: bool,
+    ) {
+        let map_key = service_key(key);
+        let namespace: &str = &key.namespace;
+        match records {
+            Some(records) => {
+                self.shared.services.insert(map_key, records);
+                if !was_published {
+                    *self.shared.namespaces.entry(namespace.into()).or_insert(0) += 1;
+                }
+            }
+            None => {
+                self.shared.services.remove(&map_key);
+                if was_published {
+                    self.shared.namespaces.remove_if_mut(namespace, |_, count| {
+                        *count = count.saturating_sub(1);
+                        *count == 0
+                    });
+                }
+            }
+        }
+    }
+
+    fn update_claims(&mut self, key: &ServiceKey, old: Vec<IpAddr>, new: Vec<(IpAddr, PtrClaim)>) {
+        let mut touched: HashSet<IpAddr> = HashSet::with_capacity(old.len() + new.len());
+        for ip in old {
+            self.claims.remove(ip, key);
+            touched.insert(ip);
+        }
+        for (ip, claim) in new {
+            self.claims.add(ip, claim);
+            touched.insert(ip);
+        }
+        for ip in touched {
+            match self.claims.best(&ip) {
+                Some(best) => {
+                    let target = PtrTarget {
+                        label: best.label.clone(),
+                        service: best.service.clone(),
+                    };
+                    let unchanged = self.shared.ptr.get(&ip).is_some_and(|t| **t == target);
+                    if !unchanged {
+                        self.shared.ptr.insert(ip, Arc::new(target));
+                    }
+                }
+                None => {
+                    self.shared.ptr.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint
+/// address ranked by how well this Service names it.
+fn claims_of(key: &ServiceKey, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
+    let claim = |rank, label: Option<Box<str>>| PtrClaim {
+        rank,
+        service: key.clone(),
+        label,
+    };
+    let mut claims = Vec::new();
+    if let ServiceKind::ClusterIp(ips) = &records.kind {
+        claims.extend(ips.iter().map(|ip| (*ip, claim(ClaimRank::Primary, None))));
+    }
+    for endpoint in &records.endpoints {
+        let (rank, label) = match (&records.kind, &endpoint.hostname) {
+            (ServiceKind::Headless, Some(hostname)) => (ClaimRank::Primary, hostname.clone()),
+            (ServiceKind::Headless, None) => (ClaimRank::Headless, dashed_ip(&endpoint.ip).into()),
+            (_, hostname) => (
+                ClaimRank::Other,
+                hostname
+                    .clone()
+                    .unwrap_or_else(|| dashed_ip(&endpoint.ip).into()),
+            ),
+        };
+        claims.push((endpoint.ip, claim(rank, Some(label))));
+    }
+    claims
+}

@@ -1,0 +1,128 @@
+//! The `peerdns` binary: parse flags, load the config, start, wait for a signal, stop.
+//!
+//! With no flags it serves `config/peerdns.toml` (the built-in demo cluster) when that file
+//! exists, and built-in defaults otherwise. A bad file or flag exits 1 with one line naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use peerdns::config::{Config, LogFormat};
+
+/// Default config file, relative to the working directory.
+const DEFAULT_CONFIG: &str = "config/peerdns.toml";
+
+/// Authoritative DNS for Kubernetes headless Services and StatefulSet peers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (TOML). Default: config/peerdns.toml when it exists, else built-in defaults.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Cluster file (Kubernetes YAML) to serve, overriding source.file.
+    #[arg(long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Address to serve UDP and TCP on (repeatable), overriding dns.listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Zone to serve (repeatable), overriding dns.zones.
+    #[arg(long, value_name = "ZONE")]
+    zone: Vec<String>,
+    /// Worker threads (0: one per core), overriding dns.workers.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() {
+    if let Err(error) = run() {
+        eprintln!("peerdns: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let config = load_config(&cli)?;
+    config.validate()?;
+    init_logging(&config, cli.log_json)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(peerdns::app::worker_count(config.dns.workers))
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG))?,
+        None => Config::default(),
+    };
+    if let Some(file) = &cli.file {
+        config.source.file = file.clone();
+    }
+    if !cli.listen.is_empty() {
+        config.dns.listen = cli.listen.clone();
+    }
+    if !cli.zone.is_empty() {
+        config.dns.zones = cli.zone.clone();
+    }
+    if let Some(workers) = cli.workers {
+        config.dns.workers = workers;
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config, json_flag: bool) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.is_empty() => EnvFilter::try_new(value).context("RUST_LOG")?,
+        _ => EnvFilter::try_new(&config.log.level)
+            .with_context(|| format!("config field log.level: {:?}", config.log.level))?,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json_flag || config.log.format == LogFormat::Json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|error| anyhow::anyhow!("cannot start logging: {error}"))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let running = peerdns::app::start(&config).await?;
+    for address in &running.addresses {
+        println!(
+            "peerdns serving {} on udp+tcp {address}",
+            config.dns.zones.join(", ")
+        );
+    }
+    println!("cluster file: {}", config.source.file.display());
+    if !running.examples.is_empty() {
+        println!("try:");
+        for example in &running.examples {
+            println!("  {example}");
+        }
+    }
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for SIGINT")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! temporary stub until the file source lands
+pub mod file;
