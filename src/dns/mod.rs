@@ -20,3 +20,6 @@ pub mod server;
 pub use answer::Authority;
 pub use message::{Responder, Transport};
 pub use server::{Listeners, ServerSettings, serve};
+
+#[cfg(test)]
+mod rules_tests;
