@@ -1,0 +1,182 @@
+//! Header-level rules over real sockets: malformed packets (R10), EDNS and truncation (R12),
+//! the question echoed as sent, TCP framing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RecordType};
+use tokio::net::TcpStream;
+
+use crate::support::{Ask, Over, query, root, serve_file, tcp_exchange, tcp_raw, udp_raw, udp_raw_wait};
+
+fn rules() -> std::path::PathBuf {
+    root().join("tests/clusters/rules.yaml")
+}
+
+async fn still_serving(server: SocketAddr) {
+    let ask = Ask::new("peers.apps.svc.cluster.local.", RecordType::A);
+    for over in [Over::Udp, Over::Tcp] {
+        let reply = query(server, &ask, over).await;
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(reply.answers.len(), 3, "{reply:?}");
+    }
+}
+
+fn decode(bytes: Option<Vec<u8>>) -> Message {
+    Message::from_vec(&bytes.expect("a reply")).expect("reply decodes")
+}
+
+#[tokio::test]
+async fn unreadable_packets_are_dropped_and_serving_goes_on() {
+    let server = serve_file(&rules()).await;
+    let address = server.addresses[0];
+    for junk in [&b""[..], b"\x01", b"\x12\x34\x01\x00\x00"] {
+        let reply = udp_raw_wait(address, junk, Duration::from_millis(300)).await;
+        assert!(reply.is_none(), "junk {junk:?} got {reply:?}");
+    }
+    // A message with the response bit set is never answered (no reflection).
+    let mut response = Ask::new("peers.apps.svc.cluster.local.", RecordType::A).message(7);
+    response.metadata.message_type = hickory_proto::op::MessageType::Response;
+    let bytes = response.to_vec().unwrap();
+    assert!(udp_raw_wait(address, &bytes, Duration::from_millis(300)).await.is_none());
+    // Pseudo-random garbage of every length: answered with FORMERR or dropped, never a crash.
+    let mut seed: u32 = 12345;
+    for length in 0..300usize {
+        let packet: Vec<u8> = (0..length)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (seed >> 16) as u8
+            })
+            .collect();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&packet, address).await.unwrap();
+    }
+    still_serving(address).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn formerr_notimp_badvers_refused() {
+    let server = serve_file(&rules()).await;
+    let address = server.addresses[0];
+    let ask = Ask::new("peers.apps.svc.cluster.local.", RecordType::A);
+
+    // Header readable, body cut: FORMERR with the request's id.
+    let mut bytes = ask.message(0x4242).to_vec().unwrap();
+    bytes.truncate(20);
+    let reply = decode(udp_raw(address, &bytes).await);
+    assert_eq!((reply.metadata.id, reply.metadata.response_code), (0x4242, ResponseCode::FormErr));
+
+    // Two questions, or none: FORMERR.
+    let mut two = ask.message(1);
+    two.add_query(hickory_proto::op::Query::query("quiet.apps.svc.cluster.local.".parse().unwrap(), RecordType::A));
+    let reply = decode(udp_raw(address, &two.to_vec().unwrap()).await);
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+    let mut none = ask.message(2);
+    none.queries.clear();
+    let reply = decode(tcp_raw(address, &none.to_vec().unwrap()).await);
+    assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
+
+    // Another opcode: NOTIMP.
+    let mut notify = ask.message(3);
+    notify.metadata.op_code = OpCode::Notify;
+    let reply = decode(udp_raw(address, &notify.to_vec().unwrap()).await);
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
+
+    // EDNS version 1: BADVERS, with an OPT record of version 0.
+    let mut future = ask.message(4);
+    let mut edns = Edns::new();
+    edns.set_version(1);
+    future.edns = Some(edns);
+    let reply = decode(udp_raw(address, &future.to_vec().unwrap()).await);
+    assert_eq!(reply.metadata.response_code, ResponseCode::BADVERS);
+    assert_eq!(reply.edns.as_ref().map(Edns::version), Some(0));
+
+    // Class CH: REFUSED, not authoritative, never recursion available.
+    let mut chaos = ask.message(5);
+    chaos.queries[0].set_query_class(DNSClass::CH);
+    let reply = decode(udp_raw(address, &chaos.to_vec().unwrap()).await);
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert!(!reply.metadata.recursion_available);
+    still_serving(address).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn question_is_echoed_exactly_as_sent() {
+    let server = serve_file(&rules()).await;
+    let address = server.addresses[0];
+    let ask = Ask::new("PeErS.aPpS.SvC.ClUsTeR.LoCaL.", RecordType::A);
+    let bytes = ask.message(9).to_vec().unwrap();
+    for over in [Over::Udp, Over::Tcp] {
+        let reply = match over {
+            Over::Udp => udp_raw(address, &bytes).await,
+            Over::Tcp => tcp_raw(address, &bytes).await,
+        }
+        .unwrap();
+        let question_end = 12 + "PeErS.aPpS.SvC.ClUsTeR.LoCaL.".len() + 1 + 4;
+        assert_eq!(&reply[12..question_end], &bytes[12..question_end], "over {over:?}");
+        let message = Message::from_vec(&reply).unwrap();
+        assert_eq!(message.answers.len(), 3);
+        assert!(message.metadata.recursion_desired, "RD is copied");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn truncation_drops_additional_first_and_sets_tc_only_for_answers() {
+    let server = serve_file(&rules()).await;
+    let address = server.addresses[0];
+
+    // Ten peers without EDNS: the SRV records fit 512 bytes, their addresses do not.
+    let mut ten = Ask::new("ten.scale.svc.cluster.local.", RecordType::SRV);
+    ten.edns = None;
+    let bytes = ten.message(11).to_vec().unwrap();
+    let raw = udp_raw(address, &bytes).await.unwrap();
+    assert!(raw.len() <= 512, "{} bytes", raw.len());
+    let reply = Message::from_vec(&raw).unwrap();
+    assert_eq!(reply.answers.len(), 10);
+    assert!(reply.additionals.is_empty());
+    assert!(!reply.metadata.truncation, "TC only when answers are cut");
+    let whole = query(address, &ten, Over::Tcp).await;
+    assert_eq!((whole.answers.len(), whole.additionals.len()), (10, 10));
+
+    // A hundred peers: the SRV RRset cannot fit, so it goes whole and TC is set.
+    for edns in [None, Some(512), Some(1232), Some(4096)] {
+        let mut big = Ask::new("big.scale.svc.cluster.local.", RecordType::SRV);
+        big.edns = edns;
+        let raw = udp_raw(address, &big.message(12).to_vec().unwrap()).await.unwrap();
+        let limit = edns.map_or(512, |size| usize::from(size.clamp(512, 1232)));
+        assert!(raw.len() <= limit, "{edns:?}: {} bytes", raw.len());
+        let reply = Message::from_vec(&raw).unwrap();
+        assert!(reply.metadata.truncation, "{edns:?}");
+        assert!(reply.answers.is_empty(), "whole RRsets only");
+        assert_eq!(reply.edns.is_some(), edns.is_some(), "OPT kept when the client sent one");
+        if let Some(opt) = &reply.edns {
+            assert_eq!(opt.max_payload(), 1232);
+        }
+    }
+    let big = query(address, &Ask::new("big.scale.svc.cluster.local.", RecordType::SRV), Over::Tcp).await;
+    assert!(!big.metadata.truncation);
+    assert_eq!((big.answers.len(), big.additionals.len()), (100, 100));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_answers_several_queries_per_connection_and_survives_junk() {
+    let server = serve_file(&rules()).await;
+    let address = server.addresses[0];
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    for id in 0..5u16 {
+        let bytes = Ask::new("quiet.apps.svc.cluster.local.", RecordType::A).message(id).to_vec().unwrap();
+        let reply = Message::from_vec(&tcp_exchange(&mut stream, &bytes).await.unwrap()).unwrap();
+        assert_eq!(reply.metadata.id, id);
+        assert_eq!(reply.answers.len(), 1);
+    }
+    // A message too short for a header closes that connection only.
+    let mut junk = TcpStream::connect(address).await.unwrap();
+    assert!(tcp_exchange(&mut junk, b"\x00\x01\x02").await.is_none());
+    still_serving(address).await;
+    server.stop().await;
+}
