@@ -1,0 +1,173 @@
+//! The shipped config files, the binary's command line, and live edits of the cluster file.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use peerdns::config::Config;
+
+use crate::support::{Ask, Over, config_for, query, root};
+
+#[test]
+fn every_file_in_config_loads() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => {
+                let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let cluster = peerdns::source::file::load(&config.source.file, &config.source.pod_cidrs);
+                cluster.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+            Some("yaml") => {
+                let cidrs = Config::default().source.pod_cidrs;
+                peerdns::source::file::load(&path, &cidrs).unwrap_or_else(|e| panic!("{e}"));
+            }
+            _ => panic!("{}: no test knows this kind of file", path.display()),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2, "config/ holds peerdns.toml and cluster.yaml");
+}
+
+fn peerdns() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerdns"));
+    command.current_dir(root());
+    command
+}
+
+/// Runs the binary expecting failure; returns its one-line error.
+fn failure(args: &[&str]) -> String {
+    let output = peerdns().args(args).output().unwrap();
+    assert!(!output.status.success(), "{args:?} should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    assert!(!stderr.is_empty(), "{args:?}: an error message");
+    stderr
+}
+
+#[test]
+fn bad_flags_and_files_exit_nonzero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_key = dir.path().join("bad.toml");
+    std::fs::write(&bad_key, "[dns]\nlisten_on = [\"127.0.0.1:53\"]\n").unwrap();
+    let error = failure(&["--config", bad_key.to_str().unwrap()]);
+    assert!(error.contains("listen_on") && error.lines().count() == 1, "{error}");
+
+    let bad_zone = dir.path().join("zone.toml");
+    std::fs::write(&bad_zone, "[dns]\nzones = [\"bad zone\"]\n").unwrap();
+    let error = failure(&["--config", bad_zone.to_str().unwrap()]);
+    assert!(error.contains("dns.zones[0]"), "{error}");
+
+    assert!(failure(&["--listen", "not-an-address"]).contains("not-an-address"));
+    assert!(failure(&["--workerz", "2"]).contains("--workerz"));
+    let missing = failure(&["--file", "/nonexistent/cluster.yaml", "--listen", "127.0.0.1:0"]);
+    assert!(missing.contains("/nonexistent/cluster.yaml"), "{missing}");
+}
+
+/// Starts the binary on the demo cluster (port 0) and returns it with its address.
+fn start_demo() -> (std::process::Child, std::net::SocketAddr) {
+    let mut child = peerdns()
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a first line").unwrap();
+    let address = first.rsplit(' ').next().unwrap().parse().expect("address on the first line");
+    // Drain the rest so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, address)
+}
+
+fn dig(address: std::net::SocketAddr, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .arg(format!("@{}", address.ip()))
+        .args(["-p", &address.port().to_string(), "+short", "+tries=1", "+time=3"])
+        .args(args)
+        .output()
+        .expect("dig is installed (bind9-dnsutils; .ci/run installs it)");
+    assert!(output.status.success(), "dig {args:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn demo_cluster_answers_the_readme_examples_with_dig() {
+    let (mut child, address) = start_demo();
+    let srv = dig(address, &["SRV", "kubia.default.svc.cluster.local"]);
+    let mut lines: Vec<&str> = srv.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "0 33 80 kubia-0.kubia.default.svc.cluster.local.",
+            "0 33 80 kubia-1.kubia.default.svc.cluster.local.",
+            "0 33 80 kubia-2.kubia.default.svc.cluster.local.",
+        ]
+    );
+    let full = dig(address, &["+noshort", "+noall", "+additional", "SRV", "kubia.default.svc.cluster.local"]);
+    assert_eq!(full.lines().filter(|l| l.contains("\tA\t")).count(), 3, "{full}");
+    let pod = dig(address, &["todo-db-0.todo-db.default.svc.cluster.local"]);
+    assert_eq!(pod.lines().count(), 1, "{pod}");
+    assert!(pod.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{pod}");
+    let tcp = dig(address, &["+tcp", "SRV", "kubia.default.svc.cluster.local"]);
+    assert_eq!(tcp.lines().count(), 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let (child, address) = start_demo();
+    let pid = child.id().to_string();
+    assert!(!dig(address, &["kubia.default.svc.cluster.local"]).is_empty());
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+}
+
+async fn wait_for_answers(address: std::net::SocketAddr, name: &str, count: usize) -> Duration {
+    let started = Instant::now();
+    loop {
+        let reply = query(address, &Ask::new(name, RecordType::A), Over::Udp).await;
+        if reply.answers.len() == count && reply.metadata.response_code == ResponseCode::NoError {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{name} never got {count} answers: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn cluster_file_edits_apply_and_broken_edits_keep_the_last_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    let original = std::fs::read_to_string(root().join("tests/clusters/rules.yaml")).unwrap();
+    std::fs::write(&path, &original).unwrap();
+    let server = peerdns::app::start(&config_for(&path)).await.unwrap();
+    let address = server.addresses[0];
+    let name = "ten.scale.svc.cluster.local.";
+    wait_for_answers(address, name, 10).await;
+    let serial = server.index.serial();
+
+    std::fs::write(&path, original.replace("replicas: 10", "replicas: 3")).unwrap();
+    wait_for_answers(address, name, 3).await;
+    assert!(server.index.serial() > serial, "the SOA serial moves with the answers");
+
+    // A broken edit: the last good state keeps being served.
+    std::fs::write(&path, original.replace("replicas: 10", "replicas: 7\n  bogus: [")).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    wait_for_answers(address, name, 3).await;
+    // The file vanishing keeps it too.
+    std::fs::remove_file(&path).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_answers(address, name, 3).await;
+    // And the next good edit applies.
+    std::fs::write(&path, original.replace("replicas: 10", "replicas: 5")).unwrap();
+    wait_for_answers(address, name, 5).await;
+    server.stop().await;
+}
