@@ -18,8 +18,11 @@ fn every_file_in_config_loads() {
         match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => {
                 let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-                config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                let cluster = peerdns::source::file::load(&config.source.file, &config.source.pod_cidrs);
+                config
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let cluster =
+                    peerdns::source::file::load(&config.source.file, &config.source.pod_cidrs);
                 cluster.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             }
             Some("yaml") => {
@@ -54,7 +57,10 @@ fn bad_flags_and_files_exit_nonzero_naming_the_problem() {
     let bad_key = dir.path().join("bad.toml");
     std::fs::write(&bad_key, "[dns]\nlisten_on = [\"127.0.0.1:53\"]\n").unwrap();
     let error = failure(&["--config", bad_key.to_str().unwrap()]);
-    assert!(error.contains("listen_on") && error.lines().count() == 1, "{error}");
+    assert!(
+        error.contains("listen_on") && error.lines().count() == 1,
+        "{error}"
+    );
 
     let bad_zone = dir.path().join("zone.toml");
     std::fs::write(&bad_zone, "[dns]\nzones = [\"bad zone\"]\n").unwrap();
@@ -63,7 +69,12 @@ fn bad_flags_and_files_exit_nonzero_naming_the_problem() {
 
     assert!(failure(&["--listen", "not-an-address"]).contains("not-an-address"));
     assert!(failure(&["--workerz", "2"]).contains("--workerz"));
-    let missing = failure(&["--file", "/nonexistent/cluster.yaml", "--listen", "127.0.0.1:0"]);
+    let missing = failure(&[
+        "--file",
+        "/nonexistent/cluster.yaml",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(missing.contains("/nonexistent/cluster.yaml"), "{missing}");
 }
 
@@ -78,7 +89,12 @@ fn start_demo() -> (std::process::Child, std::net::SocketAddr) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let first = lines.next().expect("a first line").unwrap();
-    let address = first.rsplit(' ').next().unwrap().parse().expect("address on the first line");
+    let address = first
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("address on the first line");
     // Drain the rest so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, address)
@@ -87,7 +103,13 @@ fn start_demo() -> (std::process::Child, std::net::SocketAddr) {
 fn dig(address: std::net::SocketAddr, args: &[&str]) -> String {
     let output = Command::new("dig")
         .arg(format!("@{}", address.ip()))
-        .args(["-p", &address.port().to_string(), "+short", "+tries=1", "+time=3"])
+        .args([
+            "-p",
+            &address.port().to_string(),
+            "+short",
+            "+tries=1",
+            "+time=3",
+        ])
         .args(args)
         .output()
         .expect("dig is installed (bind9-dnsutils; .ci/run installs it)");
@@ -109,8 +131,21 @@ fn demo_cluster_answers_the_readme_examples_with_dig() {
             "0 33 80 kubia-2.kubia.default.svc.cluster.local.",
         ]
     );
-    let full = dig(address, &["+noshort", "+noall", "+additional", "SRV", "kubia.default.svc.cluster.local"]);
-    assert_eq!(full.lines().filter(|l| l.contains("\tA\t")).count(), 3, "{full}");
+    let full = dig(
+        address,
+        &[
+            "+noshort",
+            "+noall",
+            "+additional",
+            "SRV",
+            "kubia.default.svc.cluster.local",
+        ],
+    );
+    assert_eq!(
+        full.lines().filter(|l| l.contains("\tA\t")).count(),
+        3,
+        "{full}"
+    );
     let pod = dig(address, &["todo-db-0.todo-db.default.svc.cluster.local"]);
     assert_eq!(pod.lines().count(), 1, "{pod}");
     assert!(pod.trim().parse::<std::net::Ipv4Addr>().is_ok(), "{pod}");
@@ -137,7 +172,10 @@ async fn wait_for_answers(address: std::net::SocketAddr, name: &str, count: usiz
         if reply.answers.len() == count && reply.metadata.response_code == ResponseCode::NoError {
             return started.elapsed();
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "{name} never got {count} answers: {reply:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name} never got {count} answers: {reply:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -156,10 +194,17 @@ async fn cluster_file_edits_apply_and_broken_edits_keep_the_last_state() {
 
     std::fs::write(&path, original.replace("replicas: 10", "replicas: 3")).unwrap();
     wait_for_answers(address, name, 3).await;
-    assert!(server.index.serial() > serial, "the SOA serial moves with the answers");
+    assert!(
+        server.index.serial() > serial,
+        "the SOA serial moves with the answers"
+    );
 
     // A broken edit: the last good state keeps being served.
-    std::fs::write(&path, original.replace("replicas: 10", "replicas: 7\n  bogus: [")).unwrap();
+    std::fs::write(
+        &path,
+        original.replace("replicas: 10", "replicas: 7\n  bogus: ["),
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     wait_for_answers(address, name, 3).await;
     // The file vanishing keeps it too.

@@ -44,7 +44,9 @@ fn section_name(word: &str) -> Option<&'static str> {
 
 fn parse_query(rest: &str, case: &mut Case, where_: &str) {
     let mut words = rest.split_whitespace();
-    let name = words.next().unwrap_or_else(|| panic!("{where_}: query needs a name"));
+    let name = words
+        .next()
+        .unwrap_or_else(|| panic!("{where_}: query needs a name"));
     let rtype: RecordType = words
         .next()
         .unwrap_or_else(|| panic!("{where_}: query needs a type"))
@@ -94,10 +96,16 @@ fn parse(path: &Path) -> (String, Vec<Case>) {
             "count" => {
                 let (section, count) = rest.split_once(' ').expect("count SECTION N");
                 let section = section_name(section).unwrap_or_else(|| panic!("{where_}: section"));
-                current.counts.insert(section, count.trim().parse().expect("count"));
+                current
+                    .counts
+                    .insert(section, count.trim().parse().expect("count"));
             }
             word => match section_name(word) {
-                Some(section) => current.sections.entry(section).or_default().push(normalize_text(rest)),
+                Some(section) => current
+                    .sections
+                    .entry(section)
+                    .or_default()
+                    .push(normalize_text(rest)),
                 None => panic!("{where_}: unknown keyword {word:?}"),
             },
         }
@@ -116,7 +124,9 @@ fn render(record: &Record) -> String {
     let text = match &record.data {
         RData::SOA(soa) => {
             let serial = soa.serial.to_string();
-            record.to_string().replacen(&format!(" {serial} "), " SERIAL ", 1)
+            record
+                .to_string()
+                .replacen(&format!(" {serial} "), " SERIAL ", 1)
         }
         _ => record.to_string(),
     };
@@ -139,7 +149,13 @@ fn rcode_name(message: &Message) -> String {
 
 fn check(case: &Case, reply: &Message, over: Over, file: &Path) -> Vec<String> {
     let ask = case.ask.as_ref().unwrap();
-    let label = format!("{}:{} {} {} over {over:?}", file.display(), case.line, ask.name, ask.rtype);
+    let label = format!(
+        "{}:{} {} {} over {over:?}",
+        file.display(),
+        case.line,
+        ask.name,
+        ask.rtype
+    );
     let mut failures = Vec::new();
     let rcode = rcode_name(reply);
     let expected_rcode = case.rcode.clone().unwrap_or_else(|| "NOERROR".into());
@@ -155,14 +171,19 @@ fn check(case: &Case, reply: &Message, over: Over, file: &Path) -> Vec<String> {
     }
     let expected_flags = case.flags.clone().unwrap_or_else(|| vec!["aa".into()]);
     if flags != expected_flags {
-        failures.push(format!("{label}: flags {flags:?}, expected {expected_flags:?}"));
+        failures.push(format!(
+            "{label}: flags {flags:?}, expected {expected_flags:?}"
+        ));
     }
     let actual = [&reply.answers, &reply.authorities, &reply.additionals];
     for (section, records) in SECTIONS.into_iter().zip(actual) {
         let mut got: Vec<String> = records.iter().map(render).collect();
         if let Some(count) = case.counts.get(section) {
             if got.len() != *count {
-                failures.push(format!("{label}: {section} has {} records, expected {count}", got.len()));
+                failures.push(format!(
+                    "{label}: {section} has {} records, expected {count}",
+                    got.len()
+                ));
             }
             continue;
         }
@@ -198,7 +219,12 @@ async fn run_golden_file(path: &Path) {
         }
     }
     server.stop().await;
-    assert!(failures.is_empty(), "{} golden failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -218,5 +244,9 @@ fn every_golden_file_is_run() {
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["demo.golden", "rules.golden"], "add a #[tokio::test] for each golden file");
+    assert_eq!(
+        files,
+        ["demo.golden", "rules.golden"],
+        "add a #[tokio::test] for each golden file"
+    );
 }

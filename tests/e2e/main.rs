@@ -1,5 +1,8 @@
 //! End-to-end tests: one binary, every test over real sockets on 127.0.0.1 port 0.
 
+// Test code panics on purpose when something is wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod files;
 mod golden;
 mod protocol;

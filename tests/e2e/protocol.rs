@@ -8,7 +8,9 @@ use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RecordType};
 use tokio::net::TcpStream;
 
-use crate::support::{Ask, Over, query, root, serve_file, tcp_exchange, tcp_raw, udp_raw, udp_raw_wait};
+use crate::support::{
+    Ask, Over, query, root, serve_file, tcp_exchange, tcp_raw, udp_raw, udp_raw_wait,
+};
 
 fn rules() -> std::path::PathBuf {
     root().join("tests/clusters/rules.yaml")
@@ -39,7 +41,11 @@ async fn unreadable_packets_are_dropped_and_serving_goes_on() {
     let mut response = Ask::new("peers.apps.svc.cluster.local.", RecordType::A).message(7);
     response.metadata.message_type = hickory_proto::op::MessageType::Response;
     let bytes = response.to_vec().unwrap();
-    assert!(udp_raw_wait(address, &bytes, Duration::from_millis(300)).await.is_none());
+    assert!(
+        udp_raw_wait(address, &bytes, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
     // Pseudo-random garbage of every length: answered with FORMERR or dropped, never a crash.
     let mut seed: u32 = 12345;
     for length in 0..300usize {
@@ -66,11 +72,17 @@ async fn formerr_notimp_badvers_refused() {
     let mut bytes = ask.message(0x4242).to_vec().unwrap();
     bytes.truncate(20);
     let reply = decode(udp_raw(address, &bytes).await);
-    assert_eq!((reply.metadata.id, reply.metadata.response_code), (0x4242, ResponseCode::FormErr));
+    assert_eq!(
+        (reply.metadata.id, reply.metadata.response_code),
+        (0x4242, ResponseCode::FormErr)
+    );
 
     // Two questions, or none: FORMERR.
     let mut two = ask.message(1);
-    two.add_query(hickory_proto::op::Query::query("quiet.apps.svc.cluster.local.".parse().unwrap(), RecordType::A));
+    two.add_query(hickory_proto::op::Query::query(
+        "quiet.apps.svc.cluster.local.".parse().unwrap(),
+        RecordType::A,
+    ));
     let reply = decode(udp_raw(address, &two.to_vec().unwrap()).await);
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
     let mut none = ask.message(2);
@@ -116,7 +128,11 @@ async fn question_is_echoed_exactly_as_sent() {
         }
         .unwrap();
         let question_end = 12 + "PeErS.aPpS.SvC.ClUsTeR.LoCaL.".len() + 1 + 4;
-        assert_eq!(&reply[12..question_end], &bytes[12..question_end], "over {over:?}");
+        assert_eq!(
+            &reply[12..question_end],
+            &bytes[12..question_end],
+            "over {over:?}"
+        );
         let message = Message::from_vec(&reply).unwrap();
         assert_eq!(message.answers.len(), 3);
         assert!(message.metadata.recursion_desired, "RD is copied");
@@ -146,18 +162,29 @@ async fn truncation_drops_additional_first_and_sets_tc_only_for_answers() {
     for edns in [None, Some(512), Some(1232), Some(4096)] {
         let mut big = Ask::new("big.scale.svc.cluster.local.", RecordType::SRV);
         big.edns = edns;
-        let raw = udp_raw(address, &big.message(12).to_vec().unwrap()).await.unwrap();
+        let raw = udp_raw(address, &big.message(12).to_vec().unwrap())
+            .await
+            .unwrap();
         let limit = edns.map_or(512, |size| usize::from(size.clamp(512, 1232)));
         assert!(raw.len() <= limit, "{edns:?}: {} bytes", raw.len());
         let reply = Message::from_vec(&raw).unwrap();
         assert!(reply.metadata.truncation, "{edns:?}");
         assert!(reply.answers.is_empty(), "whole RRsets only");
-        assert_eq!(reply.edns.is_some(), edns.is_some(), "OPT kept when the client sent one");
+        assert_eq!(
+            reply.edns.is_some(),
+            edns.is_some(),
+            "OPT kept when the client sent one"
+        );
         if let Some(opt) = &reply.edns {
             assert_eq!(opt.max_payload(), 1232);
         }
     }
-    let big = query(address, &Ask::new("big.scale.svc.cluster.local.", RecordType::SRV), Over::Tcp).await;
+    let big = query(
+        address,
+        &Ask::new("big.scale.svc.cluster.local.", RecordType::SRV),
+        Over::Tcp,
+    )
+    .await;
     assert!(!big.metadata.truncation);
     assert_eq!((big.answers.len(), big.additionals.len()), (100, 100));
     server.stop().await;
@@ -169,7 +196,10 @@ async fn tcp_answers_several_queries_per_connection_and_survives_junk() {
     let address = server.addresses[0];
     let mut stream = TcpStream::connect(address).await.unwrap();
     for id in 0..5u16 {
-        let bytes = Ask::new("quiet.apps.svc.cluster.local.", RecordType::A).message(id).to_vec().unwrap();
+        let bytes = Ask::new("quiet.apps.svc.cluster.local.", RecordType::A)
+            .message(id)
+            .to_vec()
+            .unwrap();
         let reply = Message::from_vec(&tcp_exchange(&mut stream, &bytes).await.unwrap()).unwrap();
         assert_eq!(reply.metadata.id, id);
         assert_eq!(reply.answers.len(), 1);

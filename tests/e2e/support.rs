@@ -32,7 +32,9 @@ pub fn config_for(cluster_file: &Path) -> Config {
 
 /// Starts a server on `cluster_file` with default settings.
 pub async fn serve_file(cluster_file: &Path) -> Running {
-    start(&config_for(cluster_file)).await.expect("server starts")
+    start(&config_for(cluster_file))
+        .await
+        .expect("server starts")
 }
 
 /// The transport a test query goes over.
@@ -118,7 +120,8 @@ pub async fn query(server: SocketAddr, ask: &Ask, over: Over) -> Message {
         Over::Udp => udp_raw(server, &bytes).await,
         Over::Tcp => tcp_raw(server, &bytes).await,
     };
-    let reply = reply.unwrap_or_else(|| panic!("no answer to {} {} over {over:?}", ask.name, ask.rtype));
+    let reply =
+        reply.unwrap_or_else(|| panic!("no answer to {} {} over {over:?}", ask.name, ask.rtype));
     let message = Message::from_vec(&reply).expect("reply decodes");
     assert_eq!(message.metadata.id, id, "reply id");
     message
