@@ -1,21 +1,393 @@
-//! temporary stub
-#![allow(missing_docs)]
-use crate::model::ClusterState;
-use ipnet::IpNet;
+//! The static-file source (DESIGN S2): a Kubernetes YAML file read into a whole `ClusterState`.
+//!
+//! The file holds Service, EndpointSlice, Pod and StatefulSet objects as the API returns them, as
+//! multi-document YAML (`---`), JSON documents, or `kind: List` (or `ServiceList`, …) with
+//! `items`. Other kinds (ConfigMap, Namespace, …) and empty documents are ignored. StatefulSets
+//! and selector Services are expanded by `statefulset`; objects are converted by `convert`.
+//! [`watch`] polls the file and delivers every good edit.
+//!
+//! Invariants:
+//! - a file yields a whole state or an error: never part of one;
+//! - every error names the file and the line of the document at fault (for a YAML syntax or type
+//!   error, the line serde_yaml points at), then the object and field;
+//! - an object (kind, namespace, name) defined twice is an error naming both lines;
+//! - the same text and pod CIDRs always give the same state (see `statefulset` for addresses).
+
+mod watch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use ipnet::IpNet;
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::api::discovery::v1 as discovery;
+use serde::de::DeserializeOwned;
+
+use super::convert::{self, ConvertError, ObjectRef};
+use super::statefulset::{self, ExpandError, GeneratedPod, PodFacts, SelectorService};
+use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey};
+
+pub use watch::watch;
+
+/// The pod CIDR the demo cluster (`config/cluster.yaml`) assumes, kind's and flannel's default.
+pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
+
+/// A file that could not be loaded: where, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("stub")]
-pub struct FileError;
-pub fn load(_path: &Path, _cidrs: &[IpNet]) -> Result<ClusterState, FileError> {
-    Ok(ClusterState::default())
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// The 1-based line at fault, when one is known.
+    pub line: Option<usize>,
+    /// The index in the `items` of a List document, when the fault is in one item.
+    pub item: Option<usize>,
+    /// What is wrong.
+    #[source]
+    pub reason: Box<FileErrorKind>,
 }
-pub async fn watch(
-    _path: PathBuf,
-    _cidrs: Vec<IpNet>,
-    _poll: Duration,
-    _on_change: impl FnMut(ClusterState) + Send,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    shutdown.await
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(item) = self.item {
+            write!(f, ": items[{item}]")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
+
+/// Why a file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum FileErrorKind {
+    /// The file cannot be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
+    /// A document is not valid YAML, or does not fit its kind's schema.
+    #[error("{0}")]
+    Yaml(String),
+    /// A document names no `apiVersion` or `kind`.
+    #[error("document has no {0}")]
+    NoType(&'static str),
+    /// An object's field cannot be converted.
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    /// StatefulSet pods cannot get addresses.
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    /// The same object is defined twice.
+    #[error("{object} is defined twice, first at line {first}")]
+    Duplicate {
+        /// The object.
+        object: Box<ObjectRef>,
+        /// The line of its first definition.
+        first: usize,
+    },
+}
+
+/// Reads and loads the cluster file at `path`, giving StatefulSet pods addresses from
+/// `pod_cidrs` (one per CIDR).
+pub fn load(path: &Path, pod_cidrs: &[IpNet]) -> Result<ClusterState, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError {
+        path: path.to_owned(),
+        line: None,
+        item: None,
+        reason: Box::new(e.into()),
+    })?;
+    parse(path, &text, pod_cidrs)
+}
+
+/// Loads a cluster file's `text`; `path` only names it in errors.
+pub fn parse(path: &Path, text: &str, pod_cidrs: &[IpNet]) -> Result<ClusterState, FileError> {
+    let mut loader = Loader::default();
+    for (start, doc) in split_documents(text) {
+        let line = content_line(start, doc);
+        loader
+            .document(start, line, doc)
+            .map_err(|(item, e)| FileError {
+                path: path.to_owned(),
+                line: Some(e.line.unwrap_or(line)),
+                item,
+                reason: Box::new(e.kind),
+            })?;
+    }
+    loader
+        .finish(pod_cidrs)
+        .map_err(|(line, reason)| FileError {
+            path: path.to_owned(),
+            line: Some(line),
+            item: None,
+            reason: Box::new(reason),
+        })
+}
+
+/// Splits `text` into YAML documents at lines that are exactly `---` or start with `--- `,
+/// without copying. A document begins right after its separator's `---` (so content on the
+/// separator's line belongs to it) and comes with that line's 1-based number: line `n` of a
+/// document is line `start + n - 1` of the file.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let (mut start, mut from, mut offset) = (1, 0, 0);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if bare == "---" || bare.starts_with("--- ") {
+            docs.push((start, &text[from..offset]));
+            start = i + 1;
+            from = offset + 3;
+        }
+        offset += line.len();
+    }
+    docs.push((start, &text[from..]));
+    docs
+}
+
+/// Whether a line holds YAML content (not blank, not a comment).
+fn is_content(line: &str) -> bool {
+    let line = line.trim();
+    !line.is_empty() && !line.starts_with('#')
+}
+
+/// The line of a document's first content, or its start.
+fn content_line(start: usize, doc: &str) -> usize {
+    doc.lines()
+        .position(is_content)
+        .map_or(start, |i| start + i)
+}
+
+/// A document's type fields, read before its kind's full schema.
+#[derive(serde::Deserialize)]
+struct TypeMeta {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+/// A List document's items.
+#[derive(serde::Deserialize)]
+struct ListItems {
+    #[serde(default)]
+    items: Vec<serde_yaml::Value>,
+}
+
+/// A document's text (JSON is parsed by serde_json, much faster than as YAML), or one item of
+/// a List document.
+enum Source<'a> {
+    Yaml(&'a str),
+    Json(&'a str),
+    Item(serde_yaml::Value),
+}
+
+/// A document-level failure: the reason and, for YAML errors, the exact line.
+struct DocError {
+    line: Option<usize>,
+    kind: FileErrorKind,
+}
+
+impl From<FileErrorKind> for DocError {
+    fn from(kind: FileErrorKind) -> Self {
+        Self { line: None, kind }
+    }
+}
+
+impl From<ConvertError> for DocError {
+    fn from(e: ConvertError) -> Self {
+        FileErrorKind::Convert(e).into()
+    }
+}
+
+impl Source<'_> {
+    /// Deserializes the source as `T`; a YAML error gets its absolute line from `start`, and
+    /// the object's kind in front of its message when `kind` is given.
+    fn read<T: DeserializeOwned>(&self, start: usize, kind: Option<&str>) -> Result<T, DocError> {
+        let (result, line) = match self {
+            Source::Yaml(text) => match serde_yaml::from_str(text) {
+                Ok(v) => (Ok(v), None),
+                Err(e) => (Err(e.to_string()), e.location().map(|l| l.line())),
+            },
+            Source::Json(text) => match serde_json::from_str(text) {
+                Ok(v) => (Ok(v), None),
+                Err(e) => (Err(e.to_string()), Some(e.line())),
+            },
+            Source::Item(value) => (
+                serde_yaml::from_value(value.clone()).map_err(|e| e.to_string()),
+                None,
+            ),
+        };
+        result.map_err(|mut message| {
+            if let Some(cut) = message.find(" at line ") {
+                message.truncate(cut);
+            }
+            if let Some(kind) = kind {
+                message = format!("{kind}: {message}");
+            }
+            DocError {
+                line: line.map(|l| start + l.max(1) - 1),
+                kind: FileErrorKind::Yaml(message),
+            }
+        })
+    }
+}
+
+/// Collects a file's converted objects, then expands them.
+#[derive(Default)]
+struct Loader {
+    /// (kind, namespace, name) -> line of the first definition.
+    seen: HashMap<ObjectRef, usize>,
+    services: Vec<Service>,
+    selectors: Vec<SelectorService>,
+    slices: Vec<EndpointSlice>,
+    /// Services with at least one explicit slice: the file's slices replace synthesis.
+    sliced: HashSet<ServiceKey>,
+    pods: Vec<PodFacts>,
+    generated: Vec<GeneratedPod>,
+}
+
+impl Loader {
+    /// Takes in one document whose text starts at line `start` and whose content at `line`.
+    fn document(
+        &mut self,
+        start: usize,
+        line: usize,
+        doc: &str,
+    ) -> Result<(), (Option<usize>, DocError)> {
+        if !doc.lines().any(is_content) {
+            return Ok(());
+        }
+        let (source, meta) = match serde_json::from_str::<Option<TypeMeta>>(doc) {
+            Ok(meta) => (Source::Json(doc), meta),
+            Err(_) => {
+                let source = Source::Yaml(doc);
+                let meta = source
+                    .read::<Option<TypeMeta>>(start, None)
+                    .map_err(|e| (None, e))?;
+                (source, meta)
+            }
+        };
+        let Some(meta) = meta else { return Ok(()) };
+        let kind = meta.kind.unwrap_or_default();
+        if kind.ends_with("List") {
+            let list: ListItems = source.read(start, Some(&kind)).map_err(|e| (None, e))?;
+            for (i, item) in list.items.into_iter().enumerate() {
+                let item = Source::Item(item);
+                let meta: TypeMeta = item.read(start, None).map_err(|e| (Some(i), e))?;
+                self.object(meta, &item, start, line)
+                    .map_err(|e| (Some(i), e))?;
+            }
+            return Ok(());
+        }
+        self.object(
+            TypeMeta {
+                kind: Some(kind),
+                ..meta
+            },
+            &source,
+            start,
+            line,
+        )
+        .map_err(|e| (None, e))
+    }
+
+    /// Dispatches one object on its `apiVersion` and `kind`.
+    fn object(
+        &mut self,
+        meta: TypeMeta,
+        source: &Source<'_>,
+        start: usize,
+        line: usize,
+    ) -> Result<(), DocError> {
+        let api_version = meta
+            .api_version
+            .ok_or(FileErrorKind::NoType("apiVersion"))?;
+        let kind = meta
+            .kind
+            .filter(|k| !k.is_empty())
+            .ok_or(FileErrorKind::NoType("kind"))?;
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Service") => {
+                let svc: core::Service = source.read(start, Some("Service"))?;
+                self.check_unique(ObjectRef::new("Service", &svc.metadata), line)?;
+                let model = convert::service(&svc)?;
+                if let Some(sel) = statefulset::selector_service(&svc, &model)? {
+                    self.selectors.push(sel);
+                }
+                self.services.push(model);
+            }
+            ("discovery.k8s.io/v1", "EndpointSlice") => {
+                let slice: discovery::EndpointSlice = source.read(start, Some("EndpointSlice"))?;
+                self.check_unique(ObjectRef::new("EndpointSlice", &slice.metadata), line)?;
+                self.sliced.insert(convert::slice_service(&slice)?);
+                self.slices.extend(convert::endpoint_slice(&slice)?);
+            }
+            ("v1", "Pod") => {
+                let pod: core::Pod = source.read(start, Some("Pod"))?;
+                self.check_unique(ObjectRef::new("Pod", &pod.metadata), line)?;
+                self.pods.push(statefulset::pod(&pod)?);
+            }
+            ("apps/v1", "StatefulSet") => {
+                let sts: apps::StatefulSet = source.read(start, Some("StatefulSet"))?;
+                self.check_unique(ObjectRef::new("StatefulSet", &sts.metadata), line)?;
+                self.generated.extend(statefulset::statefulset_pods(&sts)?);
+            }
+            _ => tracing::debug!(line, api_version, kind, "ignoring object of an unused kind"),
+        }
+        Ok(())
+    }
+
+    fn check_unique(&mut self, object: ObjectRef, line: usize) -> Result<(), DocError> {
+        if let Some(&first) = self.seen.get(&object) {
+            return Err(FileErrorKind::Duplicate {
+                object: Box::new(object),
+                first,
+            }
+            .into());
+        }
+        self.seen.insert(object, line);
+        Ok(())
+    }
+
+    /// Expands StatefulSets and selector Services; an error comes with its object's line.
+    fn finish(mut self, pod_cidrs: &[IpNet]) -> Result<ClusterState, (usize, FileErrorKind)> {
+        let reserved: Vec<_> = self
+            .slices
+            .iter()
+            .flat_map(|s| s.endpoints.iter())
+            .flat_map(|e| e.addresses.iter().copied())
+            .collect();
+        let pods =
+            statefulset::expand(self.pods, self.generated, pod_cidrs, reserved).map_err(|e| {
+                let object = match &e {
+                    ExpandError::CidrExhausted { statefulset, .. }
+                    | ExpandError::NoPodCidr { statefulset } => statefulset,
+                };
+                (self.seen.get(object).copied().unwrap_or(1), e.into())
+            })?;
+        let mut by_namespace: BTreeMap<String, Vec<PodFacts>> = BTreeMap::new();
+        for pod in pods {
+            by_namespace
+                .entry(pod.namespace.clone())
+                .or_default()
+                .push(pod);
+        }
+        for sel in self
+            .selectors
+            .iter()
+            .filter(|s| !self.sliced.contains(&s.key))
+        {
+            let pods = by_namespace
+                .get(&sel.key.namespace)
+                .map_or(&[][..], Vec::as_slice);
+            self.slices.extend(statefulset::synthesize(sel, pods));
+        }
+        Ok(ClusterState {
+            services: self.services,
+            slices: self.slices,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

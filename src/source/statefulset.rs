@@ -1,0 +1,350 @@
+//! Expands a static file's objects the way the Kubernetes controllers would (DESIGN S2).
+//!
+//! A StatefulSet becomes pods `<name>-<start>` … `<name>-<start+replicas-1>`; each Service with a
+//! selector then gets the EndpointSlices the EndpointSlice controller would write for the pods
+//! (explicit Pods and generated ones) its selector matches. Explicit `Pod` objects are taken as
+//! given.
+//!
+//! Address rule (deterministic, so a file always yields the same answers; see `address`):
+//! generated pods, sorted by (namespace, StatefulSet name, ordinal), take the free addresses of
+//! each pod CIDR in turn from its network address + 2, skipping addresses the file already uses;
+//! an explicit Pod overrides the generated pod of the same name.
+//!
+//! Invariants:
+//! - generated pods are ready, their hostname is the pod name and their subdomain is
+//!   `spec.serviceName`, as the StatefulSet controller sets them;
+//! - a slice endpoint has a hostname only when the pod's subdomain names the Service, and
+//!   `ready` already folds in `publishNotReadyAddresses`;
+//! - one synthesized slice per (IP family, resolved port list); ExternalName Services and
+//!   Services without a selector get none.
+
+mod address;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+pub use address::{AddressPool, ExpandError, expand};
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::convert::{self, ConvertError, ObjectRef, Problem};
+use crate::model::{
+    AddressFamily, Endpoint, EndpointSlice, Port, Protocol, Service, ServiceKey, ServiceKind,
+};
+
+/// A pod, reduced to what the EndpointSlice controller looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodFacts {
+    /// The namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// `metadata.labels`, matched against Service selectors.
+    pub labels: BTreeMap<String, String>,
+    /// `spec.hostname`.
+    pub hostname: Option<String>,
+    /// `spec.subdomain`.
+    pub subdomain: Option<String>,
+    /// `status.podIPs` (at most one per family in a real cluster).
+    pub addresses: Vec<IpAddr>,
+    /// The `Ready` condition (absent: ready).
+    pub ready: bool,
+    /// The containers' named ports, for resolving a Service's named `targetPort`.
+    pub ports: Vec<NamedPort>,
+}
+
+/// A named container port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPort {
+    /// The port's name, lowercase.
+    pub name: String,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// Its number.
+    pub port: u16,
+}
+
+/// A pod a StatefulSet would create, before it has an address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedPod {
+    /// The StatefulSet that owns it.
+    pub statefulset: ObjectRef,
+    /// Its ordinal.
+    pub ordinal: u32,
+    /// The pod itself (no addresses yet).
+    pub pod: PodFacts,
+}
+
+/// Converts an explicit core/v1 Pod.
+pub fn pod(p: &core::Pod) -> Result<PodFacts, ConvertError> {
+    let obj = ObjectRef::new("Pod", &p.metadata);
+    let namespace = convert::check_label(&obj, "metadata.namespace", &obj.namespace)?;
+    let name = convert::check_subdomain(&obj, "metadata.name", &obj.name)?;
+    let mut facts = pod_spec_facts(&obj, p.spec.as_ref(), "spec")?;
+    facts.namespace = namespace;
+    facts.name = name;
+    facts.labels = p.metadata.labels.clone().unwrap_or_default();
+    facts.ready = true;
+    if let Some(status) = &p.status {
+        if let Some(ready) = status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "Ready")
+        {
+            facts.ready = ready.status == "True";
+        }
+        match status.pod_ips.as_deref() {
+            Some(ips) if !ips.is_empty() => {
+                for (i, ip) in ips.iter().enumerate() {
+                    let field = format!("status.podIPs[{i}].ip");
+                    facts
+                        .addresses
+                        .push(convert::parse_ip(&obj, &field, &ip.ip)?);
+                }
+            }
+            _ => {
+                if let Some(ip) = status.pod_ip.as_deref().filter(|ip| !ip.is_empty()) {
+                    facts
+                        .addresses
+                        .push(convert::parse_ip(&obj, "status.podIP", ip)?);
+                }
+            }
+        }
+    }
+    Ok(facts)
+}
+
+/// Hostname, subdomain and named container ports from a pod spec found at `path`.
+fn pod_spec_facts(
+    obj: &ObjectRef,
+    spec: Option<&core::PodSpec>,
+    path: &str,
+) -> Result<PodFacts, ConvertError> {
+    let mut facts = PodFacts::default();
+    let Some(spec) = spec else { return Ok(facts) };
+    if let Some(h) = spec.hostname.as_deref() {
+        facts.hostname = Some(convert::check_label(obj, &format!("{path}.hostname"), h)?);
+    }
+    if let Some(s) = spec.subdomain.as_deref() {
+        facts.subdomain = Some(convert::check_label(obj, &format!("{path}.subdomain"), s)?);
+    }
+    for (c, container) in spec.containers.iter().enumerate() {
+        for (i, p) in container.ports.iter().flatten().enumerate() {
+            let Some(name) = convert::port_name(p.name.as_deref()) else {
+                continue;
+            };
+            let field = format!("{path}.containers[{c}].ports[{i}]");
+            facts.ports.push(NamedPort {
+                name,
+                protocol: convert::protocol(
+                    obj,
+                    &format!("{field}.protocol"),
+                    p.protocol.as_deref(),
+                )?,
+                port: convert::port_number(
+                    obj,
+                    &format!("{field}.containerPort"),
+                    p.container_port,
+                )?,
+            });
+        }
+    }
+    Ok(facts)
+}
+
+/// The pods an apps/v1 StatefulSet would create, without addresses.
+pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, ConvertError> {
+    let obj = ObjectRef::new("StatefulSet", &sts.metadata);
+    let namespace = convert::check_label(&obj, "metadata.namespace", &obj.namespace)?;
+    let name = convert::check_subdomain(&obj, "metadata.name", &obj.name)?;
+    let spec = &sts.spec;
+    let replicas = non_negative(&obj, "spec.replicas", spec.replicas.unwrap_or(1))?;
+    let start = non_negative(
+        &obj,
+        "spec.ordinals.start",
+        spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0),
+    )?;
+    let subdomain = match spec.service_name.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(convert::check_label(&obj, "spec.serviceName", s)?),
+        None => None,
+    };
+    let template = pod_spec_facts(&obj, spec.template.spec.as_ref(), "spec.template.spec")?;
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let mut pods = Vec::new();
+    for ordinal in start..start.saturating_add(replicas) {
+        let pod_name = format!("{name}-{ordinal}");
+        if !convert::is_dns_label(&pod_name) {
+            return Err(obj.error("metadata.name", Problem::NotALabel(pod_name)));
+        }
+        let pod = PodFacts {
+            namespace: namespace.clone(),
+            hostname: Some(pod_name.clone()),
+            name: pod_name,
+            labels: labels.clone(),
+            subdomain: subdomain.clone(),
+            addresses: Vec::new(),
+            ready: true,
+            ports: template.ports.clone(),
+        };
+        pods.push(GeneratedPod {
+            statefulset: obj.clone(),
+            ordinal,
+            pod,
+        });
+    }
+    Ok(pods)
+}
+
+fn non_negative(obj: &ObjectRef, field: &str, value: i32) -> Result<u32, ConvertError> {
+    u32::try_from(value).map_err(|_| obj.error(field, Problem::Negative(i64::from(value))))
+}
+
+/// A Service port's `targetPort`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetPort {
+    /// A number.
+    Number(u16),
+    /// The name of a container port.
+    Named(String),
+}
+
+/// What the EndpointSlice controller needs of a Service with a selector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SelectorService {
+    /// The Service.
+    pub key: ServiceKey,
+    /// `spec.selector` (never empty).
+    pub selector: BTreeMap<String, String>,
+    /// `spec.publishNotReadyAddresses`.
+    pub publish_not_ready: bool,
+    /// The Service's ports, each with its target.
+    pub ports: Vec<(Port, TargetPort)>,
+}
+
+/// The selector facts of a Service already converted to `model`; `None` for an ExternalName
+/// Service or one without a (non-empty) selector.
+pub fn selector_service(
+    svc: &core::Service,
+    model: &Service,
+) -> Result<Option<SelectorService>, ConvertError> {
+    let Some(spec) = &svc.spec else {
+        return Ok(None);
+    };
+    let selector = spec.selector.clone().unwrap_or_default();
+    if selector.is_empty() || matches!(model.kind, ServiceKind::ExternalName(_)) {
+        return Ok(None);
+    }
+    let obj = ObjectRef::new("Service", &svc.metadata);
+    let mut ports = Vec::new();
+    for (i, (p, port)) in spec.ports.iter().flatten().zip(&model.ports).enumerate() {
+        let target = match &p.target_port {
+            None => TargetPort::Number(port.port),
+            Some(IntOrString::Int(n)) => TargetPort::Number(convert::port_number(
+                &obj,
+                &format!("spec.ports[{i}].targetPort"),
+                *n,
+            )?),
+            Some(IntOrString::String(s)) => TargetPort::Named(s.to_ascii_lowercase()),
+        };
+        ports.push((port.clone(), target));
+    }
+    Ok(Some(SelectorService {
+        key: model.key.clone(),
+        selector,
+        publish_not_ready: spec.publish_not_ready_addresses.unwrap_or(false),
+        ports,
+    }))
+}
+
+impl SelectorService {
+    /// Whether the selector matches these labels (every selector pair present).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// The slice ports for one pod: named targets resolved against its container ports, and
+    /// dropped when it has no such port.
+    fn ports_for(&self, pod: &PodFacts) -> Vec<Port> {
+        let resolve = |(port, target): &(Port, TargetPort)| {
+            let number = match target {
+                TargetPort::Number(n) => *n,
+                TargetPort::Named(name) => {
+                    pod.ports
+                        .iter()
+                        .find(|c| c.name == *name && c.protocol == port.protocol)?
+                        .port
+                }
+            };
+            Some(Port {
+                port: number,
+                ..port.clone()
+            })
+        };
+        self.ports.iter().filter_map(resolve).collect()
+    }
+}
+
+/// The EndpointSlices the controller would write for `svc`, given the file's pods.
+pub fn synthesize(svc: &SelectorService, pods: &[PodFacts]) -> Vec<EndpointSlice> {
+    let mut groups: BTreeMap<(AddressFamily, Vec<Port>), Vec<Endpoint>> = BTreeMap::new();
+    let same_ns = pods.iter().filter(|p| p.namespace == svc.key.namespace);
+    for pod in same_ns.filter(|p| svc.matches(&p.labels)) {
+        let ports = svc.ports_for(pod);
+        let hostname = match (&pod.hostname, &pod.subdomain) {
+            (Some(h), Some(s)) if *s == svc.key.name => Some(h.clone()),
+            _ => None,
+        };
+        for family in [AddressFamily::Ipv4, AddressFamily::Ipv6] {
+            // The controller takes the pod's first address of each family.
+            let Some(ip) = pod
+                .addresses
+                .iter()
+                .find(|ip| AddressFamily::of(ip) == family)
+            else {
+                continue;
+            };
+            groups
+                .entry((family, ports.clone()))
+                .or_default()
+                .push(Endpoint {
+                    addresses: vec![*ip],
+                    ready: pod.ready || svc.publish_not_ready,
+                    hostname: hostname.clone(),
+                    pod_name: Some(pod.name.clone()),
+                });
+        }
+    }
+    let mut seen: BTreeMap<AddressFamily, usize> = BTreeMap::new();
+    let mut slices = Vec::with_capacity(groups.len());
+    for ((family, ports), endpoints) in groups {
+        let n = seen.entry(family).or_insert(0);
+        let suffix = if family == AddressFamily::Ipv4 {
+            "ipv4"
+        } else {
+            "ipv6"
+        };
+        let name = match *n {
+            0 => format!("{}-{suffix}", svc.key.name),
+            n => format!("{}-{suffix}-{n}", svc.key.name),
+        };
+        *n += 1;
+        slices.push(EndpointSlice {
+            name,
+            service: svc.key.clone(),
+            family,
+            ports,
+            endpoints,
+        });
+    }
+    slices
+}
+
+#[cfg(test)]
+mod tests;
