@@ -226,3 +226,110 @@ async fn tcp_answers_several_queries_per_connection_and_survives_junk() {
     still_serving(address).await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn negative_answers_are_servfail_until_synced() {
+    use peerdns::config::{Config, SrvTargetStyle};
+    use peerdns::dns::{Listeners, Responder, ServerSettings, serve};
+    use peerdns::index::Index;
+    use peerdns::model::{Service, ServiceKey, ServiceKind};
+    use tokio_util::sync::CancellationToken;
+
+    let mut config = Config::default();
+    config.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let authority = peerdns::app::authority(&config).unwrap();
+    let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
+    let cluster_ip = ServiceKind::ClusterIp(vec!["10.96.0.1".parse().unwrap()]);
+    writer.apply_service(Service {
+        key: ServiceKey::new("default", "api"),
+        kind: cluster_ip,
+        ports: vec![],
+    });
+    let listeners = Listeners::bind(&config.dns.listen).await.unwrap();
+    let address = listeners.local_addresses()[0];
+    let responder = std::sync::Arc::new(Responder::new(authority, index.clone(), 1232));
+    let shutdown = CancellationToken::new();
+    let settings = ServerSettings {
+        udp_loops: 1,
+        tcp_idle_timeout: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(serve(listeners, responder, settings, shutdown.clone()));
+
+    let known = Ask::new("api.default.svc.cluster.local.", RecordType::A);
+    let unknown = Ask::new("nosuch.default.svc.cluster.local.", RecordType::A);
+    let nodata = Ask::new("api.default.svc.cluster.local.", RecordType::AAAA);
+    for over in [Over::Udp, Over::Tcp] {
+        assert_eq!(
+            query(address, &known, over).await.answers.len(),
+            1,
+            "positive answers are served"
+        );
+        assert_eq!(
+            query(address, &unknown, over).await.metadata.response_code,
+            ResponseCode::ServFail
+        );
+        assert_eq!(
+            query(address, &nodata, over).await.metadata.response_code,
+            ResponseCode::ServFail
+        );
+    }
+    writer.mark_synced();
+    for over in [Over::Udp, Over::Tcp] {
+        assert_eq!(
+            query(address, &unknown, over).await.metadata.response_code,
+            ResponseCode::NXDomain
+        );
+        let reply = query(address, &nodata, over).await;
+        assert_eq!(
+            (reply.metadata.response_code, reply.answers.len()),
+            (ResponseCode::NoError, 0)
+        );
+    }
+    shutdown.cancel();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn several_zones_answer_in_the_zone_asked() {
+    let mut config = crate::support::config_for(&rules());
+    config.dns.zones = vec!["cluster.local".into(), "Peers.Example.".into()];
+    let server = peerdns::app::start(&config).await.unwrap();
+    let address = server.addresses[0];
+    let srv = query(
+        address,
+        &Ask::new(
+            "_gossip._tcp.peers.apps.svc.peers.example.",
+            RecordType::SRV,
+        ),
+        Over::Udp,
+    )
+    .await;
+    let targets: Vec<String> = srv.answers.iter().map(|r| r.data.to_string()).collect();
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.ends_with(".peers.apps.svc.peers.example.")),
+        "{targets:?}"
+    );
+    assert_eq!(srv.additionals.len(), 5);
+    let soa = query(
+        address,
+        &Ask::new("nosuch.svc.peers.example.", RecordType::A),
+        Over::Tcp,
+    )
+    .await;
+    assert_eq!(soa.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(soa.authorities[0].name.to_string(), "peers.example.");
+    // PTR targets use the first zone.
+    let ptr = query(
+        address,
+        &Ask::new("1.0.1.10.in-addr.arpa.", RecordType::PTR),
+        Over::Udp,
+    )
+    .await;
+    assert_eq!(
+        ptr.answers[0].data.to_string(),
+        "peers-0.peers.apps.svc.cluster.local."
+    );
+    server.stop().await;
+}
