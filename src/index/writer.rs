@@ -140,6 +140,19 @@ impl IndexWriter {
         self.services.len()
     }
 
+    /// The keys of every stored Service object (not of slices waiting for their Service).
+    pub fn service_keys(&self) -> impl Iterator<Item = &ServiceKey> + '_ {
+        self.services
+            .iter()
+            .filter(|(_, state)| state.service.is_some())
+            .map(|(key, _)| key)
+    }
+
+    /// The keys of every stored EndpointSlice.
+    pub fn slice_keys(&self) -> impl Iterator<Item = &SliceKey> + '_ {
+        self.slice_owner.keys()
+    }
+
     fn detach_slice(&mut self, owner: &ServiceKey, slice_name: &str) {
         if let Some(state) = self.services.get_mut(owner) {
             state.slices.remove(slice_name);
