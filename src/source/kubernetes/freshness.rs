@@ -97,7 +97,9 @@ impl SourceStats {
     /// Counts one event received and stamps its time.
     pub fn record_event(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let millis = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         self.last_event_unix_ms.store(millis, Ordering::Relaxed);
     }
@@ -171,8 +173,14 @@ mod tests {
         assert_eq!(cumulative[2], 3); // 3 us
         assert_eq!(cumulative[10], 6); // 700 and 900 us are below 1024
         assert_eq!(cumulative[BUCKETS - 1], 7);
-        assert_eq!(histogram.quantile_bound(0.5), Some(Duration::from_micros(1024)));
-        assert_eq!(histogram.quantile_bound(1.0), Some(Duration::from_micros(1 << 23)));
+        assert_eq!(
+            histogram.quantile_bound(0.5),
+            Some(Duration::from_micros(1024))
+        );
+        assert_eq!(
+            histogram.quantile_bound(1.0),
+            Some(Duration::from_micros(1 << 23))
+        );
         assert_eq!(LatencyHistogram::default().quantile_bound(0.99), None);
     }
 

@@ -99,7 +99,12 @@ pub fn scopes(settings: &WatchSettings) -> Vec<StreamScope> {
 
 type Tagged = (usize, Result<Change, watcher::Error>);
 
-fn stream_for(client: &Client, scope: &StreamScope, id: usize, config: &watcher::Config) -> BoxStream<'static, Tagged> {
+fn stream_for(
+    client: &Client,
+    scope: &StreamScope,
+    id: usize,
+    config: &watcher::Config,
+) -> BoxStream<'static, Tagged> {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -115,13 +120,16 @@ fn stream_for(client: &Client, scope: &StreamScope, id: usize, config: &watcher:
         WatchedKind::Services => tag(
             watcher(api::<core::Service>(client, namespace), config.clone()).default_backoff(),
             id,
-            Change::Service,
+            |event| Change::Service(Box::new(event)),
         ),
         WatchedKind::EndpointSlices => tag(
-            watcher(api::<discovery::EndpointSlice>(client, namespace), config.clone())
-                .default_backoff(),
+            watcher(
+                api::<discovery::EndpointSlice>(client, namespace),
+                config.clone(),
+            )
+            .default_backoff(),
             id,
-            Change::Slice,
+            |event| Change::Slice(Box::new(event)),
         ),
     }
 }

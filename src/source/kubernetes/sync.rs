@@ -51,9 +51,9 @@ pub enum WatchedKind {
 #[derive(Debug)]
 pub enum Change {
     /// A Service event.
-    Service(Event<core::Service>),
+    Service(Box<Event<core::Service>>),
     /// An EndpointSlice event.
-    Slice(Event<discovery::EndpointSlice>),
+    Slice(Box<Event<discovery::EndpointSlice>>),
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +65,9 @@ struct StreamState {
     /// Objects gathered before the first sync.
     initial: HashMap<Key, Object>,
 }
+
+/// An event object's key (always, for deletes) and its model (when it converts).
+type Converted = Option<(Key, Option<Object>)>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Key {
@@ -118,8 +121,8 @@ impl Synchronizer {
         }
         self.stats.record_event();
         match change {
-            Change::Service(event) => self.handle_event(stream, event, arrived, service_object),
-            Change::Slice(event) => self.handle_event(stream, event, arrived, slice_object),
+            Change::Service(event) => self.handle_event(stream, *event, arrived, service_object),
+            Change::Slice(event) => self.handle_event(stream, *event, arrived, slice_object),
         }
     }
 
@@ -128,7 +131,7 @@ impl Synchronizer {
         stream: usize,
         event: Event<K>,
         arrived: Instant,
-        convert: fn(&K) -> Option<(Key, Option<Object>)>,
+        convert: fn(&K) -> Converted,
     ) {
         match event {
             Event::Init => self.begin_list(stream),
@@ -138,11 +141,12 @@ impl Synchronizer {
                 }
             }
             Event::InitDone => self.end_list(stream),
-            Event::Apply(object) => match convert(&object) {
-                Some((key, Some(object))) => self.apply(stream, key, object, arrived),
+            Event::Apply(object) => {
                 // An object that no longer converts keeps its last good version.
-                Some((_, None)) | None => {}
-            },
+                if let Some((key, Some(object))) = convert(&object) {
+                    self.apply(stream, key, object, arrived);
+                }
+            }
             Event::Delete(object) => {
                 if let Some((key, _)) = convert(&object) {
                     self.delete(stream, &key);
@@ -253,7 +257,7 @@ fn in_scope(scope: &StreamScope, namespace: &str) -> bool {
 }
 
 /// Converts a Service event object: its key always (for deletes), its model when valid.
-fn service_object(service: &core::Service) -> Option<(Key, Option<Object>)> {
+fn service_object(service: &core::Service) -> Converted {
     let name = service.metadata.name.clone()?;
     let namespace = convert::namespace_of(&service.metadata).to_string();
     let key = Key::Service(ServiceKey::new(namespace, name));
@@ -267,7 +271,7 @@ fn service_object(service: &core::Service) -> Option<(Key, Option<Object>)> {
 }
 
 /// Converts an EndpointSlice event object, keeping its trigger time for freshness.
-fn slice_object(slice: &discovery::EndpointSlice) -> Option<(Key, Option<Object>)> {
+fn slice_object(slice: &discovery::EndpointSlice) -> Converted {
     let name = slice.metadata.name.clone()?;
     let namespace = convert::namespace_of(&slice.metadata).to_string();
     let key = Key::Slice(SliceKey { namespace, name });
@@ -288,8 +292,13 @@ fn slice_object(slice: &discovery::EndpointSlice) -> Option<(Key, Option<Object>
 /// this version of the slice.
 pub const TRIGGER_TIME_ANNOTATION: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 
-fn trigger_time(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<SystemTime> {
+fn trigger_time(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<SystemTime> {
     let text = meta.annotations.as_ref()?.get(TRIGGER_TIME_ANNOTATION)?;
     let timestamp: k8s_openapi::jiff::Timestamp = text.parse().ok()?;
     Some(SystemTime::from(timestamp))
 }
+
+#[cfg(test)]
+mod tests;
