@@ -1,8 +1,11 @@
 //! Wires a [`Config`] into a running server: index, source, responder, transports.
 //!
-//! [`start`] is what the binary runs and what the end-to-end tests start on 127.0.0.1 port 0:
-//! it loads the cluster file (a broken file at start is an error, not an empty server), marks
-//! the index synced, binds every listener, and spawns the file watcher and the transports.
+//! [`start`] is what the binary runs and what the end-to-end tests start on 127.0.0.1 port 0.
+//! With the file source it loads the cluster file (a broken file at start is an error, not an
+//! empty server), marks the index synced, and spawns the file watcher; with the Kubernetes
+//! source it builds the client (missing credentials are an error at start) and spawns the
+//! watchers, which mark the index synced after their first complete list. Then it binds every
+//! listener and spawns the transports.
 //! [`Running::stop`] cancels them and waits for in-flight queries to finish.
 //!
 //! Invariant: the index writer is moved into the one source task; nothing else can write.
@@ -15,11 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, parse_zone_name};
+use crate::config::{Config, ConfigError, SourceKind, parse_zone_name};
 use crate::dns::{Authority, Listeners, Responder, ServerSettings, serve};
-use crate::index::Index;
+use crate::index::{Index, IndexWriter};
 use crate::model::{ClusterState, ServiceKind};
 use crate::source;
+use crate::source::kubernetes::{SourceStats, WatchSettings};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +34,9 @@ pub enum StartError {
     /// The cluster file could not be loaded.
     #[error("cluster file: {0}")]
     Source(#[from] source::file::FileError),
+    /// The Kubernetes client could not be built.
+    #[error("{0}")]
+    Kubernetes(#[from] source::kubernetes::ClientError),
     /// A listener could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
@@ -44,6 +51,8 @@ pub struct Running {
     pub index: Index,
     /// `dig` commands that show real answers from the loaded cluster.
     pub examples: Vec<String>,
+    /// The Kubernetes source's counters, when that source runs.
+    pub watch_stats: Option<Arc<SourceStats>>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
     watcher: JoinHandle<()>,
@@ -96,36 +105,14 @@ pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate()?;
     let authority = authority(config)?;
-    let zone = config.dns.zones[0]
-        .trim_end_matches('.')
-        .to_ascii_lowercase();
-    let (index, mut writer) = Index::new(initial_serial(), config.dns.srv_target);
-
-    let path: PathBuf = config.source.file.clone();
-    let cidrs = config.source.pod_cidrs.clone();
-    let state = source::file::load(&path, &cidrs)?;
+    let (index, writer) = Index::new(initial_serial(), config.dns.srv_target);
+    let shutdown = CancellationToken::new();
     let listeners = Listeners::bind(&config.dns.listen).await?;
     let addresses = listeners.local_addresses();
-    let examples = example_queries(&state, &zone, addresses.first());
-    tracing::info!(
-        file = %path.display(),
-        services = state.services.len(),
-        slices = state.slices.len(),
-        "cluster file loaded"
-    );
-    writer.replace_all(state);
-    writer.mark_synced();
-
-    let shutdown = CancellationToken::new();
-    let poll = config.source.poll_interval();
-    let watch_shutdown = shutdown.clone().cancelled_owned();
-    let watcher = tokio::spawn(source::file::watch(
-        path,
-        cidrs,
-        poll,
-        move |state: ClusterState| writer.replace_all(state),
-        watch_shutdown,
-    ));
+    let source = match config.source.kind {
+        SourceKind::File => start_file_source(config, writer, addresses.first(), &shutdown)?,
+        SourceKind::Kubernetes => start_kubernetes_source(config, writer, &shutdown).await?,
+    };
     let responder = Arc::new(Responder::new(
         authority,
         index.clone(),
@@ -139,10 +126,85 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     Ok(Running {
         addresses,
         index,
-        examples,
+        examples: source.examples,
+        watch_stats: source.stats,
         shutdown,
         server,
-        watcher,
+        watcher: source.task,
+    })
+}
+
+/// A started source.
+struct StartedSource {
+    task: JoinHandle<()>,
+    /// `dig` commands answering from the state loaded at start (file source only).
+    examples: Vec<String>,
+    stats: Option<Arc<SourceStats>>,
+}
+
+fn start_file_source(
+    config: &Config,
+    mut writer: IndexWriter,
+    address: Option<&SocketAddr>,
+    shutdown: &CancellationToken,
+) -> Result<StartedSource, StartError> {
+    let path: PathBuf = config.source.file.clone();
+    let cidrs = config.source.pod_cidrs.clone();
+    let state = source::file::load(&path, &cidrs)?;
+    tracing::info!(
+        file = %path.display(),
+        services = state.services.len(),
+        slices = state.slices.len(),
+        "cluster file loaded"
+    );
+    let zone = config.dns.zones[0]
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let examples = example_queries(&state, &zone, address);
+    writer.replace_all(state);
+    writer.mark_synced();
+    let task = tokio::spawn(source::file::watch(
+        path,
+        cidrs,
+        config.source.poll_interval(),
+        move |state: ClusterState| writer.replace_all(state),
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(StartedSource {
+        task,
+        examples,
+        stats: None,
+    })
+}
+
+async fn start_kubernetes_source(
+    config: &Config,
+    writer: IndexWriter,
+    shutdown: &CancellationToken,
+) -> Result<StartedSource, StartError> {
+    let settings = &config.source.kubernetes;
+    let client = source::kubernetes::client(settings.kubeconfig.as_deref()).await?;
+    let watch = WatchSettings {
+        namespaces: settings.namespaces.clone(),
+        label_selector: settings.label_selector.clone(),
+    };
+    tracing::info!(
+        namespaces = ?watch.namespaces,
+        selector = watch.label_selector.as_deref().unwrap_or(""),
+        "watching the Kubernetes API; negative answers are SERVFAIL until the first list"
+    );
+    let stats = Arc::new(SourceStats::default());
+    let task = tokio::spawn(source::kubernetes::run(
+        client,
+        watch,
+        writer,
+        stats.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+    Ok(StartedSource {
+        task,
+        examples: Vec::new(),
+        stats: Some(stats),
     })
 }
 

@@ -110,21 +110,51 @@ impl Default for DnsConfig {
     }
 }
 
+/// Which source feeds the index.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The static cluster file.
+    #[default]
+    File,
+    /// A live cluster, watched through the Kubernetes API.
+    Kubernetes,
+}
+
 /// Where cluster state comes from.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourceConfig {
+    /// `file` (the static cluster file) or `kubernetes` (watch the API).
+    pub kind: SourceKind,
     /// The static cluster file (Kubernetes YAML), watched for edits.
     pub file: PathBuf,
     /// Pod CIDRs (one per IP family) that StatefulSet pods in the file get addresses from.
     pub pod_cidrs: Vec<IpNet>,
     /// How often, in milliseconds, the file is checked for edits.
     pub poll_interval_ms: u64,
+    /// The Kubernetes API source.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The Kubernetes API source: credentials and what to watch.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// A kubeconfig file; unset: the in-cluster service account, else KUBECONFIG, else
+    /// ~/.kube/config.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces to watch; empty: every namespace.
+    pub namespaces: Vec<String>,
+    /// A label selector for Services and EndpointSlices (e.g. `peerdns.io/serve=true`).
+    pub label_selector: Option<String>,
 }
 
 impl Default for SourceConfig {
     fn default() -> Self {
         Self {
+            kind: SourceKind::File,
+            kubernetes: KubernetesConfig::default(),
             file: PathBuf::from("cluster.yaml"),
             pod_cidrs: vec![IpNet::from(ipnet::Ipv4Net::new_assert(
                 std::net::Ipv4Addr::new(10, 244, 0, 0),
@@ -183,9 +213,14 @@ impl Config {
             path: path.to_path_buf(),
             message,
         })?;
+        let base = path.parent().unwrap_or(Path::new("."));
         if config.source.file.is_relative() {
-            let base = path.parent().unwrap_or(Path::new("."));
             config.source.file = base.join(&config.source.file);
+        }
+        if let Some(kubeconfig) = &mut config.source.kubernetes.kubeconfig
+            && kubeconfig.is_relative()
+        {
+            *kubeconfig = base.join(&*kubeconfig);
         }
         Ok(config)
     }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use peerdns::config::{Config, LogFormat};
+use peerdns::config::{Config, LogFormat, SourceKind};
 
 /// Default config file, relative to the working directory.
 const DEFAULT_CONFIG: &str = "config/peerdns.toml";
@@ -20,9 +20,21 @@ struct Cli {
     /// Config file (TOML). Default: config/peerdns.toml when it exists, else built-in defaults.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Cluster file (Kubernetes YAML) to serve, overriding source.file.
-    #[arg(long, value_name = "PATH")]
+    /// Cluster file (Kubernetes YAML) to serve, overriding source.file; selects the file source.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["kubernetes", "kubeconfig", "namespace", "selector"])]
     file: Option<PathBuf>,
+    /// Watch the Kubernetes API (in-cluster credentials, else KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubernetes: bool,
+    /// Kubeconfig file for the Kubernetes API; selects the Kubernetes source.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace to watch (repeatable; default every namespace); selects the Kubernetes source.
+    #[arg(long, value_name = "NS")]
+    namespace: Vec<String>,
+    /// Label selector for watched Services and EndpointSlices; selects the Kubernetes source.
+    #[arg(long, value_name = "SELECTOR")]
+    selector: Option<String>,
     /// Address to serve UDP and TCP on (repeatable), overriding dns.listen.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
@@ -64,7 +76,23 @@ fn load_config(cli: &Cli) -> Result<Config> {
         None => Config::default(),
     };
     if let Some(file) = &cli.file {
+        config.source.kind = SourceKind::File;
         config.source.file = file.clone();
+    }
+    let kubernetes = &mut config.source.kubernetes;
+    if let Some(path) = &cli.kubeconfig {
+        kubernetes.kubeconfig = Some(path.clone());
+    }
+    if !cli.namespace.is_empty() {
+        kubernetes.namespaces = cli.namespace.clone();
+    }
+    if let Some(selector) = &cli.selector {
+        kubernetes.label_selector = Some(selector.clone());
+    }
+    let wants_kubernetes =
+        cli.kubeconfig.is_some() || !cli.namespace.is_empty() || cli.selector.is_some();
+    if cli.kubernetes || wants_kubernetes {
+        config.source.kind = SourceKind::Kubernetes;
     }
     if !cli.listen.is_empty() {
         config.dns.listen = cli.listen.clone();
@@ -104,7 +132,10 @@ async fn serve(config: Config) -> Result<()> {
             config.dns.zones.join(", ")
         );
     }
-    println!("cluster file: {}", config.source.file.display());
+    match config.source.kind {
+        SourceKind::File => println!("cluster file: {}", config.source.file.display()),
+        SourceKind::Kubernetes => println!("watching the Kubernetes API"),
+    }
     if !running.examples.is_empty() {
         println!("try:");
         for example in &running.examples {
