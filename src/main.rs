@@ -51,9 +51,24 @@ struct Cli {
 
 fn main() {
     if let Err(error) = run() {
-        eprintln!("peerdns: {error:#}");
+        eprintln!("peerdns: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, skipping causes a message already quotes.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn run() -> Result<()> {
