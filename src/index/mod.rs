@@ -42,9 +42,9 @@ const MAX_KEY_LEN: usize = 63 + 1 + 63;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PtrTarget {
     /// The label below the Service name; `None` for a ClusterIP (the Service name itself).
-    pub label: Option<Box<str>>,
+    pub label: Option<Arc<str>>,
     /// The Service.
-    pub service: ServiceKey,
+    pub service: Arc<ServiceKey>,
 }
 
 #[derive(Debug)]

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::model::ServiceKey;
 
@@ -29,9 +30,9 @@ pub struct PtrClaim {
     /// Preference rank.
     pub rank: ClaimRank,
     /// The claiming Service.
-    pub service: ServiceKey,
+    pub service: Arc<ServiceKey>,
     /// The label below the Service name (`None`: the Service name itself, for a ClusterIP).
-    pub label: Option<Box<str>>,
+    pub label: Option<Arc<str>>,
 }
 
 /// Every claim on every address, owned by the index writer.
@@ -46,10 +47,10 @@ impl PtrClaims {
         self.claims.entry(ip).or_default().insert(claim);
     }
 
-    /// Removes every claim `service` holds on `ip`.
-    pub fn remove(&mut self, ip: IpAddr, service: &ServiceKey) {
+    /// Removes one claim.
+    pub fn remove(&mut self, ip: IpAddr, claim: &PtrClaim) {
         if let Some(set) = self.claims.get_mut(&ip) {
-            set.retain(|claim| &claim.service != service);
+            set.remove(claim);
             if set.is_empty() {
                 self.claims.remove(&ip);
             }
@@ -69,8 +70,8 @@ mod tests {
     fn claim(rank: ClaimRank, ns: &str, svc: &str, label: Option<&str>) -> PtrClaim {
         PtrClaim {
             rank,
-            service: ServiceKey::new(ns, svc),
-            label: label.map(Box::from),
+            service: Arc::new(ServiceKey::new(ns, svc)),
+            label: label.map(Arc::from),
         }
     }
 
@@ -98,11 +99,15 @@ mod tests {
     fn removing_a_claim_promotes_the_next() {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let mut table = PtrClaims::default();
-        table.add(ip, claim(ClaimRank::Primary, "a", "db", Some("db-0")));
-        table.add(ip, claim(ClaimRank::Other, "a", "web", Some("10-0-0-1")));
-        table.remove(ip, &ServiceKey::new("a", "db"));
+        let (db, web) = (
+            claim(ClaimRank::Primary, "a", "db", Some("db-0")),
+            claim(ClaimRank::Other, "a", "web", Some("10-0-0-1")),
+        );
+        table.add(ip, db.clone());
+        table.add(ip, web.clone());
+        table.remove(ip, &db);
         assert_eq!(table.best(&ip).unwrap().service.name, "web");
-        table.remove(ip, &ServiceKey::new("a", "web"));
+        table.remove(ip, &web);
         assert!(table.best(&ip).is_none());
         assert!(table.claims.is_empty());
     }

@@ -23,9 +23,9 @@ pub struct ReadyEndpoint {
     /// The address.
     pub ip: IpAddr,
     /// The endpoint's hostname, if any.
-    pub hostname: Option<Box<str>>,
+    pub hostname: Option<Arc<str>>,
     /// The label its SRV records point at (hostname, else pod name or dashed IP, per config).
-    pub srv_label: Box<str>,
+    pub srv_label: Arc<str>,
     /// The ports of the slice the endpoint came from.
     pub ports: Arc<[Port]>,
 }
@@ -56,10 +56,10 @@ impl ServiceRecords {
                 let ports: Arc<[Port]> = slice.ports.clone().into();
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
                     for ip in &endpoint.addresses {
-                        let hostname = endpoint.hostname.as_deref().map(Box::from);
+                        let hostname: Option<Arc<str>> = endpoint.hostname.as_deref().map(Arc::from);
                         let pod_name = endpoint.pod_name.as_deref().map(Box::from);
                         let srv_label =
-                            srv_label(hostname.as_deref(), pod_name.as_deref(), ip, srv_target);
+                            srv_label(hostname.as_ref(), pod_name.as_deref(), ip, srv_target);
                         let entry = ReadyEndpoint {
                             ip: *ip,
                             hostname,
@@ -84,7 +84,7 @@ impl ServiceRecords {
                 }
             };
             if let Some(hostname) = &endpoint.hostname {
-                add(hostname.clone());
+                add(Box::from(&**hostname));
             }
             if let Some(pod_name) = pod_name {
                 add(pod_name);
@@ -120,13 +120,13 @@ impl ServiceRecords {
 }
 
 fn srv_label(
-    hostname: Option<&str>,
+    hostname: Option<&Arc<str>>,
     pod_name: Option<&str>,
     ip: &IpAddr,
     style: SrvTargetStyle,
-) -> Box<str> {
+) -> Arc<str> {
     match (hostname, pod_name, style) {
-        (Some(hostname), _, _) => hostname.into(),
+        (Some(hostname), _, _) => hostname.clone(),
         (None, Some(pod), SrvTargetStyle::PodName) => pod.into(),
         _ => dashed_ip(ip).into(),
     }

@@ -13,7 +13,7 @@
 //! - `namespaces` counts published Services per namespace;
 //! - the serial is bumped once per rebuild whose published value differs from the last.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,7 +29,8 @@ struct ServiceState {
     service: Option<Service>,
     slices: BTreeMap<String, EndpointSlice>,
     published: Option<Arc<ServiceRecords>>,
-    claimed: Vec<IpAddr>,
+    /// The PTR claims of the published records, sorted.
+    claimed: Vec<(IpAddr, PtrClaim)>,
 }
 
 /// The one writer of an [`super::Index`]. Not `Clone`: ownership is the write lock.
@@ -184,9 +185,11 @@ impl IndexWriter {
                 .as_deref()
                 .map(|r| claims_of(key, r))
                 .unwrap_or_default();
-            state.claimed = new_claims.iter().map(|(ip, _)| *ip).collect();
             self.publish_service(key, records, was_published);
-            self.update_claims(key, old_claims, new_claims);
+            self.update_claims(&old_claims, &new_claims);
+            if let Some(state) = self.services.get_mut(key) {
+                state.claimed = new_claims;
+            }
             self.shared.serial.fetch_add(1, Ordering::AcqRel);
         }
         let empty = self
@@ -225,31 +228,53 @@ impl IndexWriter {
         }
     }
 
-    fn update_claims(&mut self, key: &ServiceKey, old: Vec<IpAddr>, new: Vec<(IpAddr, PtrClaim)>) {
-        let mut touched: HashSet<IpAddr> = HashSet::with_capacity(old.len() + new.len());
-        for ip in old {
-            self.claims.remove(ip, key);
-            touched.insert(ip);
+    /// Applies the difference between a Service's old and new claims (both sorted) and
+    /// republishes the PTR target of each address whose claims changed.
+    fn update_claims(&mut self, old: &[(IpAddr, PtrClaim)], new: &[(IpAddr, PtrClaim)]) {
+        let mut touched: Vec<IpAddr> = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        loop {
+            match (old.get(i), new.get(j)) {
+                (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
+                (Some((ip, claim)), Some(b)) if (ip, claim) < (&b.0, &b.1) => {
+                    self.claims.remove(*ip, claim);
+                    touched.push(*ip);
+                    i += 1;
+                }
+                (_, Some((ip, claim))) => {
+                    self.claims.add(*ip, claim.clone());
+                    touched.push(*ip);
+                    j += 1;
+                }
+                (Some((ip, claim)), None) => {
+                    self.claims.remove(*ip, claim);
+                    touched.push(*ip);
+                    i += 1;
+                }
+                (None, None) => break,
+            }
         }
-        for (ip, claim) in new {
-            self.claims.add(ip, claim);
-            touched.insert(ip);
-        }
+        touched.sort_unstable();
+        touched.dedup();
         for ip in touched {
-            match self.claims.best(&ip) {
-                Some(best) => {
-                    let target = PtrTarget {
-                        label: best.label.clone(),
-                        service: best.service.clone(),
-                    };
-                    let unchanged = self.shared.ptr.get(&ip).is_some_and(|t| **t == target);
-                    if !unchanged {
-                        self.shared.ptr.insert(ip, Arc::new(target));
-                    }
+            self.publish_ptr(ip);
+        }
+    }
+
+    fn publish_ptr(&mut self, ip: IpAddr) {
+        match self.claims.best(&ip) {
+            Some(best) => {
+                let target = PtrTarget {
+                    label: best.label.clone(),
+                    service: best.service.clone(),
+                };
+                let unchanged = self.shared.ptr.get(&ip).is_some_and(|t| **t == target);
+                if !unchanged {
+                    self.shared.ptr.insert(ip, Arc::new(target));
                 }
-                None => {
-                    self.shared.ptr.remove(&ip);
-                }
+            }
+            None => {
+                self.shared.ptr.remove(&ip);
             }
         }
     }
@@ -258,9 +283,10 @@ impl IndexWriter {
 /// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint
 /// address ranked by how well this Service names it.
 fn claims_of(key: &ServiceKey, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
-    let claim = |rank, label: Option<Box<str>>| PtrClaim {
+    let service = Arc::new(key.clone());
+    let claim = |rank, label: Option<Arc<str>>| PtrClaim {
         rank,
-        service: key.clone(),
+        service: service.clone(),
         label,
     };
     let mut claims = Vec::new();
@@ -280,5 +306,6 @@ fn claims_of(key: &ServiceKey, records: &ServiceRecords) -> Vec<(IpAddr, PtrClai
         };
         claims.push((endpoint.ip, claim(rank, Some(label))));
     }
+    claims.sort_unstable();
     claims
 }
