@@ -187,6 +187,7 @@ async fn start_kubernetes_source(
     let watch = WatchSettings {
         namespaces: settings.namespaces.clone(),
         label_selector: settings.label_selector.clone(),
+        max_backoff: Duration::from_millis(settings.max_backoff_ms),
     };
     tracing::info!(
         namespaces = ?watch.namespaces,

@@ -138,7 +138,7 @@ pub struct SourceConfig {
 }
 
 /// The Kubernetes API source: credentials and what to watch.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
     /// A kubeconfig file; unset: the in-cluster service account, else KUBECONFIG, else
@@ -148,6 +148,19 @@ pub struct KubernetesConfig {
     pub namespaces: Vec<String>,
     /// A label selector for Services and EndpointSlices (e.g. `peerdns.io/serve=true`).
     pub label_selector: Option<String>,
+    /// Longest wait, in milliseconds, between retries of a failing watch.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            kubeconfig: None,
+            namespaces: Vec::new(),
+            label_selector: None,
+            max_backoff_ms: 30_000,
+        }
+    }
 }
 
 impl Default for SourceConfig {

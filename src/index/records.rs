@@ -56,7 +56,8 @@ impl ServiceRecords {
                 let ports: Arc<[Port]> = slice.ports.clone().into();
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
                     for ip in &endpoint.addresses {
-                        let hostname: Option<Arc<str>> = endpoint.hostname.as_deref().map(Arc::from);
+                        let hostname: Option<Arc<str>> =
+                            endpoint.hostname.as_deref().map(Arc::from);
                         let pod_name = endpoint.pod_name.as_deref().map(Box::from);
                         let srv_label =
                             srv_label(hostname.as_ref(), pod_name.as_deref(), ip, srv_target);

@@ -49,8 +49,17 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 
 fn report(label: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();
-    let (p50, p99, max) = (percentile(&samples, 0.5), percentile(&samples, 0.99), samples[samples.len() - 1]);
-    println!("{label:<34} p50 {:>8.1} us   p99 {:>8.1} us   max {:>8.1} us", micros(p50), micros(p99), micros(max));
+    let (p50, p99, max) = (
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1],
+    );
+    println!(
+        "{label:<34} p50 {:>8.1} us   p99 {:>8.1} us   max {:>8.1} us",
+        micros(p50),
+        micros(p99),
+        micros(max)
+    );
     p99
 }
 
@@ -76,7 +85,11 @@ fn main() {
     for event in [Event::Init, Event::InitApply(service), Event::InitDone] {
         sync.handle(0, Change::Service(Box::new(event)), now);
     }
-    for event in [Event::Init, Event::InitApply(slice(ENDPOINTS)), Event::InitDone] {
+    for event in [
+        Event::Init,
+        Event::InitApply(slice(ENDPOINTS)),
+        Event::InitDone,
+    ] {
         sync.handle(1, Change::Slice(Box::new(event)), now);
     }
     assert!(index.is_synced());
@@ -103,6 +116,10 @@ fn main() {
     println!(
         "ratio p99 served / convert: {:.2}; goal (DESIGN P4): p99 under 1000 us -> {}",
         ours.as_secs_f64() / peer.as_secs_f64().max(1e-9),
-        if ours < Duration::from_millis(1) { "met" } else { "NOT met" }
+        if ours < Duration::from_millis(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

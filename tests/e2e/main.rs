@@ -3,6 +3,9 @@
 // Test code panics on purpose when something is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apiserver;
+mod apiserver_tests;
+mod controllers;
 mod files;
 mod golden;
 mod protocol;

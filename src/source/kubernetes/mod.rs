@@ -18,11 +18,13 @@ pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tracing::warn;
@@ -50,13 +52,43 @@ pub enum ClientError {
     Client(#[from] kube::Error),
 }
 
-/// What to watch.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What to watch, and how patiently.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchSettings {
     /// Namespaces to watch; empty means every namespace.
     pub namespaces: Vec<String>,
     /// A label selector applied to Services and EndpointSlices, e.g. `peerdns.io/serve=true`.
     pub label_selector: Option<String>,
+    /// Longest wait between retries of a failing watch (retries start at 800 ms or this,
+    /// whichever is shorter, and double).
+    pub max_backoff: Duration,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            label_selector: None,
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// kube-runtime's exponential backoff with jitter, capped at `max`, reset after two quiet
+/// minutes.
+fn backoff(max: Duration) -> ResetTimerBackoff<ExponentialBackoff> {
+    let first = Duration::from_millis(800).min(max);
+    ResetTimerBackoff::new(
+        ExponentialBackoff::from(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(first)
+                .with_max_delay(max)
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times(),
+        ),
+        Duration::from_secs(120),
+    )
 }
 
 /// Builds a client from a kubeconfig file, or by inference: in-cluster service account, then
@@ -104,6 +136,7 @@ fn stream_for(
     scope: &StreamScope,
     id: usize,
     config: &watcher::Config,
+    max_backoff: Duration,
 ) -> BoxStream<'static, Tagged> {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
@@ -118,7 +151,8 @@ fn stream_for(
     let namespace = scope.namespace.as_deref();
     match scope.kind {
         WatchedKind::Services => tag(
-            watcher(api::<core::Service>(client, namespace), config.clone()).default_backoff(),
+            watcher(api::<core::Service>(client, namespace), config.clone())
+                .backoff(backoff(max_backoff)),
             id,
             |event| Change::Service(Box::new(event)),
         ),
@@ -158,7 +192,7 @@ pub async fn run(
     let streams: Vec<_> = scopes
         .iter()
         .enumerate()
-        .map(|(id, scope)| stream_for(&client, scope, id, &config))
+        .map(|(id, scope)| stream_for(&client, scope, id, &config, settings.max_backoff))
         .collect();
     let mut events = futures::stream::select_all(streams);
     let mut synchronizer = Synchronizer::new(writer, scopes.clone(), stats.clone());

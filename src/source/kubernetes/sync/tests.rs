@@ -40,7 +40,7 @@ fn setup(namespaces: &[&str]) -> (Index, Synchronizer, Arc<SourceStats>) {
     let (index, writer) = Index::new(1, SrvTargetStyle::Hostname);
     let settings = super::super::WatchSettings {
         namespaces: namespaces.iter().map(|s| s.to_string()).collect(),
-        label_selector: None,
+        ..Default::default()
     };
     let stats = Arc::new(SourceStats::default());
     let sync = Synchronizer::new(writer, super::super::scopes(&settings), stats.clone());
