@@ -8,6 +8,9 @@
 //!
 //! Run: `cargo bench --bench freshness` (add `-- --rounds N` to change the 2000 rounds).
 
+// A benchmark panics on purpose when its setup is wrong.
+#![allow(clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
