@@ -375,7 +375,9 @@ impl<'a> StatefulSetDriver<'a> {
             "metadata": {
                 "name": self.slice_name(family, index),
                 "namespace": self.namespace,
+                // Like the real controller, the slice carries the Service's labels too.
                 "labels": {
+                    "app": self.name,
                     "kubernetes.io/service-name": self.service,
                     "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
                 },

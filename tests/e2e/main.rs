@@ -10,3 +10,4 @@ mod files;
 mod golden;
 mod protocol;
 mod support;
+mod watch;
