@@ -6,6 +6,7 @@
 mod apiserver;
 mod apiserver_tests;
 mod controllers;
+mod equivalence;
 mod files;
 mod golden;
 mod protocol;
