@@ -15,12 +15,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{AdminState, serve_admin};
 use crate::config::{Config, ConfigError, SourceKind, parse_zone_name};
 use crate::dns::{Authority, Listeners, Responder, ServerSettings, serve};
 use crate::index::{Index, IndexWriter};
+use crate::metrics::Metrics;
 use crate::model::{ClusterState, ServiceKind};
 use crate::source;
 use crate::source::kubernetes::{SourceStats, WatchSettings};
@@ -53,17 +58,35 @@ pub struct Running {
     pub examples: Vec<String>,
     /// The Kubernetes source's counters, when that source runs.
     pub watch_stats: Option<Arc<SourceStats>>,
+    /// The bound admin HTTP address.
+    pub admin_address: SocketAddr,
+    /// What the admin endpoints read (readiness included).
+    pub admin: Arc<AdminState>,
+    lame_duck: Duration,
     shutdown: CancellationToken,
-    server: JoinHandle<()>,
-    watcher: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight queries finish, and returns once every task ended.
+    /// Graceful shutdown: `/readyz` turns 503 at once, queries keep being answered for the
+    /// lame-duck delay, then the listeners close, in-flight queries finish, and every task ends.
+    pub async fn shutdown(self) {
+        self.admin.shutting_down.store(true, Ordering::Release);
+        tracing::info!(
+            lame_duck_ms = self.lame_duck.as_millis() as u64,
+            "shutting down: not ready"
+        );
+        tokio::time::sleep(self.lame_duck).await;
+        self.stop().await;
+    }
+
+    /// Stops at once: closes the listeners, lets in-flight queries finish, waits for every task.
     pub async fn stop(self) {
+        self.admin.shutting_down.store(true, Ordering::Release);
         self.shutdown.cancel();
-        let _ = self.server.await;
-        let _ = self.watcher.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -113,24 +136,56 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         SourceKind::File => start_file_source(config, writer, addresses.first(), &shutdown)?,
         SourceKind::Kubernetes => start_kubernetes_source(config, writer, &shutdown).await?,
     };
+    let metrics = Arc::new(Metrics::default());
     let responder = Arc::new(Responder::new(
         authority,
         index.clone(),
         config.dns.max_udp_payload,
+        metrics.clone(),
     ));
     let settings = ServerSettings {
         udp_loops: worker_count(config.dns.workers),
         tcp_idle_timeout: Duration::from_secs(config.dns.tcp_idle_timeout_secs),
     };
-    let server = tokio::spawn(serve(listeners, responder, settings, shutdown.clone()));
+    let server = tokio::spawn(serve(
+        listeners,
+        responder.clone(),
+        settings,
+        shutdown.clone(),
+    ));
+    let admin_listener = TcpListener::bind(config.admin.listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind admin {}: {e}", config.admin.listen),
+        )
+    })?;
+    let admin_address = admin_listener.local_addr()?;
+    let admin = Arc::new(AdminState {
+        index: index.clone(),
+        metrics,
+        responder,
+        source_kind: match config.source.kind {
+            SourceKind::File => "file",
+            SourceKind::Kubernetes => "kubernetes",
+        },
+        watch: source.stats.clone(),
+        watched_namespaces: match config.source.kind {
+            SourceKind::File => Vec::new(),
+            SourceKind::Kubernetes => config.source.kubernetes.namespaces.clone(),
+        },
+        shutting_down: AtomicBool::new(false),
+    });
+    let admin_task = tokio::spawn(serve_admin(admin_listener, admin.clone(), shutdown.clone()));
     Ok(Running {
         addresses,
+        admin_address,
         index,
         examples: source.examples,
         watch_stats: source.stats,
+        admin,
+        lame_duck: Duration::from_millis(config.admin.lame_duck_ms),
         shutdown,
-        server,
-        watcher: source.task,
+        tasks: vec![server, source.task, admin_task],
     })
 }
 

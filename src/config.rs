@@ -51,8 +51,30 @@ pub struct Config {
     pub dns: DnsConfig,
     /// Where the cluster state comes from.
     pub source: SourceConfig,
+    /// The admin HTTP listener and shutdown.
+    pub admin: AdminConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`) and shutdown.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin HTTP listener.
+    pub listen: SocketAddr,
+    /// Milliseconds between SIGTERM turning `/readyz` to 503 and the listeners closing, so load
+    /// balancers stop sending queries first.
+    pub lame_duck_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9153)),
+            lame_duck_ms: 0,
+        }
+    }
 }
 
 /// How SRV targets of headless Services are named (R3).

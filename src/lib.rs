@@ -14,14 +14,18 @@
 //! - [`index`]: the published records, one immutable `Arc` per Service;
 //! - [`dns`]: parsing, answer rules, encoding, transports;
 //! - [`config`]: the TOML file and its defaults;
+//! - [`metrics`]: query counters and the Prometheus rendering;
+//! - [`admin`]: the admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`);
 //! - [`app`]: wires them together for the binary and the end-to-end tests.
 //!
 //! Architecture invariants: `dns` and `index` never name a kube or k8s-openapi type; only the
 //! index writer mutates the index.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod dns;
 pub mod index;
+pub mod metrics;
 pub mod model;
 pub mod source;

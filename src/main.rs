@@ -41,6 +41,12 @@ struct Cli {
     /// Zone to serve (repeatable), overriding dns.zones.
     #[arg(long, value_name = "ZONE")]
     zone: Vec<String>,
+    /// Admin HTTP address (/livez, /readyz, /metrics), overriding admin.listen.
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
+    /// Validate the config and the cluster file (or Kubernetes credentials), then exit.
+    #[arg(long)]
+    check_config: bool,
     /// Worker threads (0: one per core), overriding dns.workers.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -81,7 +87,33 @@ fn run() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    if cli.check_config {
+        return runtime.block_on(check(config));
+    }
     runtime.block_on(serve(config))
+}
+
+/// `--check-config`: everything `start` would refuse, without binding or watching anything.
+async fn check(config: Config) -> Result<()> {
+    peerdns::app::authority(&config)?;
+    match config.source.kind {
+        SourceKind::File => {
+            let path = &config.source.file;
+            let state = peerdns::source::file::load(path, &config.source.pod_cidrs)?;
+            println!(
+                "config ok: {} Services and {} EndpointSlices in {}",
+                state.services.len(),
+                state.slices.len(),
+                path.display()
+            );
+        }
+        SourceKind::Kubernetes => {
+            let settings = &config.source.kubernetes;
+            peerdns::source::kubernetes::client(settings.kubeconfig.as_deref()).await?;
+            println!("config ok: Kubernetes credentials found (the API itself was not contacted)");
+        }
+    }
+    Ok(())
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -114,6 +146,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     }
     if !cli.zone.is_empty() {
         config.dns.zones = cli.zone.clone();
+    }
+    if let Some(admin) = cli.admin_listen {
+        config.admin.listen = admin;
     }
     if let Some(workers) = cli.workers {
         config.dns.workers = workers;
@@ -158,8 +193,8 @@ async fn serve(config: Config) -> Result<()> {
         }
     }
     wait_for_signal().await?;
-    tracing::info!("shutting down");
-    running.stop().await;
+    running.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

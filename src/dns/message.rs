@@ -20,6 +20,8 @@
 //! whenever the client sent one.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record};
@@ -30,6 +32,7 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use super::answer::{Answer, Authority};
 use crate::index::Index;
+use crate::metrics::{Metrics, QueryOutcome};
 
 /// The transport a query came over, which decides the size limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,17 +52,29 @@ pub struct Responder {
     authority: Authority,
     index: Index,
     max_udp_payload: u16,
+    metrics: Arc<Metrics>,
 }
 
 impl Responder {
     /// A responder serving `index` with the zones and TTLs of `authority`; UDP answers never
-    /// exceed `max_udp_payload` bytes.
-    pub fn new(authority: Authority, index: Index, max_udp_payload: u16) -> Self {
+    /// exceed `max_udp_payload` bytes; every query is counted in `metrics`.
+    pub fn new(
+        authority: Authority,
+        index: Index,
+        max_udp_payload: u16,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             authority,
             index,
             max_udp_payload,
+            metrics,
         }
+    }
+
+    /// The answer rules' settings.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
     }
 
     /// The index this responder reads.
@@ -68,24 +83,51 @@ impl Responder {
     }
 
     /// The response to `request`, or `None` when it must be dropped (no readable header, or
-    /// not a query at all).
+    /// not a query at all). Counts the query in the metrics.
     pub fn respond(
         &self,
         request: &[u8],
         src: SocketAddr,
         transport: Transport,
     ) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let (response, mut outcome) = self.answer_bytes(request, src, transport);
+        outcome.truncated = response
+            .as_ref()
+            .is_some_and(|r| r.get(2).is_some_and(|b| b & 0x02 != 0));
+        self.metrics.record(transport, outcome, started.elapsed());
+        response
+    }
+
+    fn answer_bytes(
+        &self,
+        request: &[u8],
+        src: SocketAddr,
+        transport: Transport,
+    ) -> (Option<Vec<u8>>, QueryOutcome) {
+        let mut outcome = QueryOutcome {
+            qtype: None,
+            rcode: None,
+            truncated: false,
+            nodata: false,
+        };
         let mut decoder = BinDecoder::new(request);
-        let header = Header::read(&mut decoder).ok()?;
+        let Ok(header) = Header::read(&mut decoder) else {
+            return (None, outcome);
+        };
         if header.metadata.message_type == MessageType::Response {
-            return None;
+            return (None, outcome);
         }
         let protocol = match transport {
             Transport::Udp => WireProtocol::Udp,
             Transport::Tcp => WireProtocol::Tcp,
         };
         let Ok(request) = Request::from_bytes(request.to_vec(), src, protocol) else {
-            return Some(header_only(&header.metadata, ResponseCode::FormErr));
+            outcome.rcode = Some(ResponseCode::FormErr);
+            return (
+                Some(header_only(&header.metadata, ResponseCode::FormErr)),
+                outcome,
+            );
         };
         let edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
@@ -109,23 +151,34 @@ impl Responder {
                 limit,
             )
         };
-        if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
-            return Some(reply(ResponseCode::BADVERS, None));
-        }
-        if request.metadata.op_code != OpCode::Query {
-            return Some(reply(ResponseCode::NotImp, None));
-        }
-        let [query] = request.queries.queries() else {
-            return Some(reply(ResponseCode::FormErr, None));
+        outcome.qtype = request.queries.queries().first().map(|q| q.query_type());
+        let rcode = if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
+            ResponseCode::BADVERS
+        } else if request.metadata.op_code != OpCode::Query {
+            ResponseCode::NotImp
+        } else if request.queries.queries().len() != 1 {
+            ResponseCode::FormErr
+        } else if outcome.qtype.is_some()
+            && request.queries.queries()[0].query_class() != DNSClass::IN
+        {
+            ResponseCode::Refused
+        } else {
+            ResponseCode::NoError
         };
-        if query.query_class() != DNSClass::IN {
-            return Some(reply(ResponseCode::Refused, None));
+        if rcode != ResponseCode::NoError {
+            outcome.rcode = Some(rcode);
+            return (Some(reply(rcode, None)), outcome);
         }
+        let Some(query) = request.queries.queries().first() else {
+            return (Some(reply(ResponseCode::FormErr, None)), outcome);
+        };
         let original = query.original();
         let answer = self
             .authority
             .answer(&self.index, original.name(), original.query_type());
-        Some(reply(answer.rcode, Some(answer)))
+        outcome.rcode = Some(answer.rcode);
+        outcome.nodata = answer.rcode == ResponseCode::NoError && answer.answers.is_empty();
+        (Some(reply(answer.rcode, Some(answer))), outcome)
     }
 }
 

@@ -25,12 +25,12 @@ mod writer;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
 pub use ptr::{ClaimRank, PtrClaim};
-pub use records::{ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight};
+pub use records::{NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
@@ -54,6 +54,10 @@ struct Shared {
     ptr: DashMap<IpAddr, Arc<PtrTarget>>,
     serial: AtomicU32,
     synced: AtomicBool,
+    /// Ready endpoint addresses over all published Services.
+    endpoints: AtomicUsize,
+    /// Service names plus endpoint labels over all published Services.
+    names: AtomicUsize,
 }
 
 /// A cheap, clonable read handle on the index.
@@ -75,6 +79,8 @@ impl Index {
             ptr: DashMap::new(),
             serial: AtomicU32::new(initial_serial),
             synced: AtomicBool::new(false),
+            endpoints: AtomicUsize::new(0),
+            names: AtomicUsize::new(0),
         });
         let index = Index {
             shared: shared.clone(),
@@ -115,6 +121,16 @@ impl Index {
     /// Number of Services published.
     pub fn service_count(&self) -> usize {
         self.shared.services.len()
+    }
+
+    /// Number of ready endpoint addresses published, over all Services.
+    pub fn endpoint_count(&self) -> usize {
+        self.shared.endpoints.load(Ordering::Relaxed)
+    }
+
+    /// Number of names answerable below Services: Service names and endpoint labels.
+    pub fn name_count(&self) -> usize {
+        self.shared.names.load(Ordering::Relaxed)
     }
 }
 

@@ -30,6 +30,17 @@ pub struct ReadyEndpoint {
     pub ports: Arc<[Port]>,
 }
 
+/// An endpoint address that is not ready: kept only to explain why a name does not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReadyEndpoint {
+    /// The address.
+    pub ip: IpAddr,
+    /// Its hostname, if any.
+    pub hostname: Option<Arc<str>>,
+    /// Its pod's name, if known.
+    pub pod_name: Option<Arc<str>>,
+}
+
 /// Everything the answer rules need to know about one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRecords {
@@ -41,6 +52,8 @@ pub struct ServiceRecords {
     pub endpoints: Vec<ReadyEndpoint>,
     /// Label (hostname, pod name or dashed IP) to indexes into `endpoints`.
     pub labels: HashMap<Box<str>, Vec<u32>>,
+    /// Endpoints that are not ready (and not also ready in another slice), for explanations.
+    pub not_ready: Vec<NotReadyEndpoint>,
 }
 
 impl ServiceRecords {
@@ -51,8 +64,18 @@ impl ServiceRecords {
         srv_target: SrvTargetStyle,
     ) -> Self {
         let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Box<str>>)> = BTreeMap::new();
+        let mut not_ready: BTreeMap<IpAddr, NotReadyEndpoint> = BTreeMap::new();
         if !matches!(service.kind, ServiceKind::ExternalName(_)) {
             for slice in slices {
+                for endpoint in slice.endpoints.iter().filter(|e| !e.ready) {
+                    for ip in &endpoint.addresses {
+                        not_ready.entry(*ip).or_insert_with(|| NotReadyEndpoint {
+                            ip: *ip,
+                            hostname: endpoint.hostname.as_deref().map(Arc::from),
+                            pod_name: endpoint.pod_name.as_deref().map(Arc::from),
+                        });
+                    }
+                }
                 let ports: Arc<[Port]> = slice.ports.clone().into();
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
                     for ip in &endpoint.addresses {
@@ -93,11 +116,13 @@ impl ServiceRecords {
             add(dashed_ip(&ip).into());
             endpoints.push(endpoint);
         }
+        not_ready.retain(|ip, _| !labels.contains_key(dashed_ip(ip).as_str()));
         Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
             endpoints,
             labels,
+            not_ready: not_ready.into_values().collect(),
         }
     }
 

@@ -179,6 +179,19 @@ impl IndexWriter {
         };
         if !unchanged {
             let was_published = state.published.is_some();
+            let sizes = |r: Option<&Arc<ServiceRecords>>| {
+                r.map_or((0, 0), |r| (r.endpoints.len(), r.labels.len() + 1))
+            };
+            let (old_endpoints, old_names) = sizes(state.published.as_ref());
+            let (new_endpoints, new_names) = sizes(records.as_ref());
+            self.shared
+                .endpoints
+                .fetch_add(new_endpoints, Ordering::Relaxed);
+            self.shared
+                .endpoints
+                .fetch_sub(old_endpoints, Ordering::Relaxed);
+            self.shared.names.fetch_add(new_names, Ordering::Relaxed);
+            self.shared.names.fetch_sub(old_names, Ordering::Relaxed);
             state.published = records.clone();
             let old_claims = std::mem::take(&mut state.claimed);
             let new_claims = records

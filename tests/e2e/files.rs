@@ -81,7 +81,7 @@ fn bad_flags_and_files_exit_nonzero_naming_the_problem() {
 /// Starts the binary on the demo cluster (port 0) and returns it with its address.
 fn start_demo() -> (std::process::Child, std::net::SocketAddr) {
     let mut child = peerdns()
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -247,7 +247,8 @@ async fn negative_answers_are_servfail_until_synced() {
     });
     let listeners = Listeners::bind(&config.dns.listen).await.unwrap();
     let address = listeners.local_addresses()[0];
-    let responder = std::sync::Arc::new(Responder::new(authority, index.clone(), 1232));
+    let metrics = std::sync::Arc::new(peerdns::metrics::Metrics::default());
+    let responder = std::sync::Arc::new(Responder::new(authority, index.clone(), 1232, metrics));
     let shutdown = CancellationToken::new();
     let settings = ServerSettings {
         udp_loops: 1,

@@ -25,6 +25,7 @@ pub fn config_for(cluster_file: &Path) -> Config {
     let mut config = Config::default();
     config.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.dns.workers = 2;
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.source.file = cluster_file.to_path_buf();
     config.source.poll_interval_ms = 50;
     config

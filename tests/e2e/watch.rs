@@ -28,6 +28,7 @@ pub async fn watch_with(
     let mut config = Config::default();
     config.dns.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.dns.workers = 2;
+    config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.source.kind = SourceKind::Kubernetes;
     config.source.kubernetes.kubeconfig = Some(api.write_kubeconfig(dir));
     config.source.kubernetes.max_backoff_ms = 200;
