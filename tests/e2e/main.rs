@@ -3,6 +3,7 @@
 // Test code panics on purpose when something is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod apiserver;
 mod apiserver_tests;
 mod controllers;
