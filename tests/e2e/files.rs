@@ -218,3 +218,55 @@ async fn cluster_file_edits_apply_and_broken_edits_keep_the_last_state() {
     wait_for_answers(address, name, 5).await;
     server.stop().await;
 }
+
+#[test]
+fn check_config_validates_without_serving() {
+    let output = peerdns().arg("--check-config").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("config ok") && stdout.contains("cluster.yaml"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        "apiVersion: v1\nkind: Service\nmetadata: {name: Bad_Name}\n",
+    )
+    .unwrap();
+    let error = failure(&["--check-config", "--file", broken.to_str().unwrap()]);
+    assert!(
+        error.contains("broken.yaml") && error.contains("Bad_Name"),
+        "{error}"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = peerdns()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = BufReader::new(stderr)
+        .lines()
+        .next()
+        .expect("a log line")
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(line["fields"]["message"].is_string(), "{line}");
+}
