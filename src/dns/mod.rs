@@ -16,6 +16,8 @@ pub mod answer;
 pub mod message;
 pub mod name;
 pub mod server;
+pub mod tcp;
+pub mod udp;
 
 pub use answer::Authority;
 pub use message::{Responder, Transport};

@@ -13,16 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
-use super::message::{Responder, Transport};
-
-/// Largest UDP datagram read; anything longer arrives cut and gets FORMERR.
-const UDP_RECEIVE_BUFFER: usize = 4096;
+use super::message::Responder;
 
 /// Bound UDP sockets and TCP listeners, one pair per listen address.
 #[derive(Debug)]
@@ -101,12 +96,12 @@ pub async fn serve(
         for _ in 0..settings.udp_loops.max(1) {
             let (socket, responder, shutdown) =
                 (socket.clone(), responder.clone(), shutdown.clone());
-            tasks.spawn(udp_loop(socket, responder, shutdown));
+            tasks.spawn(super::udp::serve_udp(socket, responder, shutdown));
         }
     }
     for listener in listeners.tcp {
         let (responder, shutdown) = (responder.clone(), shutdown.clone());
-        tasks.spawn(tcp_accept_loop(
+        tasks.spawn(super::tcp::serve_tcp(
             listener,
             responder,
             settings.tcp_idle_timeout,
@@ -114,99 +109,4 @@ pub async fn serve(
         ));
     }
     while tasks.join_next().await.is_some() {}
-}
-
-async fn udp_loop(socket: Arc<UdpSocket>, responder: Arc<Responder>, shutdown: CancellationToken) {
-    let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
-    loop {
-        let received = tokio::select! {
-            received = socket.recv_from(&mut buffer) => received,
-            () = shutdown.cancelled() => return,
-        };
-        let (length, peer) = match received {
-            Ok(received) => received,
-            Err(error) => {
-                // ICMP errors from earlier sends surface here on some systems: not fatal.
-                debug!(%error, "udp receive failed");
-                continue;
-            }
-        };
-        let Some(response) = responder.respond(&buffer[..length], peer, Transport::Udp) else {
-            continue;
-        };
-        if let Err(error) = socket.send_to(&response, peer).await {
-            debug!(%error, %peer, "udp send failed");
-        }
-    }
-}
-
-async fn tcp_accept_loop(
-    listener: TcpListener,
-    responder: Arc<Responder>,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = shutdown.cancelled() => break,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let (responder, shutdown) = (responder.clone(), shutdown.clone());
-                connections.spawn(async move {
-                    if let Err(error) =
-                        tcp_connection(stream, peer, &responder, idle_timeout, shutdown).await
-                    {
-                        debug!(%error, %peer, "tcp connection closed");
-                    }
-                });
-            }
-            Err(error) => {
-                warn!(%error, "tcp accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        while connections.try_join_next().is_some() {}
-    }
-    while connections.join_next().await.is_some() {}
-}
-
-/// Answers length-prefixed queries on one connection, in order (RFC 7766).
-async fn tcp_connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    responder: &Responder,
-    idle_timeout: Duration,
-    shutdown: CancellationToken,
-) -> io::Result<()> {
-    let mut message = Vec::with_capacity(512);
-    loop {
-        let mut prefix = [0u8; 2];
-        let read = tokio::select! {
-            read = tokio::time::timeout(idle_timeout, stream.read_exact(&mut prefix)) => read,
-            () = shutdown.cancelled() => return Ok(()),
-        };
-        match read {
-            Err(_elapsed) => return Ok(()),
-            Ok(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Ok(result) => result?,
-        };
-        let length = usize::from(u16::from_be_bytes(prefix));
-        message.resize(length, 0);
-        tokio::time::timeout(idle_timeout, stream.read_exact(&mut message))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "message body timed out"))??;
-        let Some(response) = responder.respond(&message, peer, Transport::Tcp) else {
-            return Ok(()); // no header to answer to: the stream cannot be trusted further
-        };
-        let Ok(length) = u16::try_from(response.len()) else {
-            return Ok(());
-        };
-        let mut framed = Vec::with_capacity(response.len() + 2);
-        framed.extend_from_slice(&length.to_be_bytes());
-        framed.extend_from_slice(&response);
-        stream.write_all(&framed).await?;
-    }
 }
