@@ -7,6 +7,7 @@ mod admin;
 mod apiserver;
 mod apiserver_tests;
 mod controllers;
+mod deploy;
 mod equivalence;
 mod files;
 mod golden;
