@@ -1,14 +1,18 @@
-//! The UDP transport: a fixed number of receive loops per socket, no task per packet.
+//! The UDP transport: a fixed number of receive loops per socket, no task per packet, each
+//! with its own cache of encoded answers (the fast path, `fast.rs`).
 //!
 //! Invariant: an error from one datagram (receive, send) never ends a loop; only the shutdown
 //! token does.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::fast::{AnswerCache, DEFAULT_CAPACITY};
 use super::message::{Responder, Transport};
 
 /// Largest UDP datagram read; anything longer arrives cut and gets FORMERR.
@@ -21,6 +25,8 @@ pub async fn serve_udp(
     shutdown: CancellationToken,
 ) {
     let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
+    let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
+    let mut replayed = Vec::with_capacity(512);
     loop {
         let received = tokio::select! {
             received = socket.recv_from(&mut buffer) => received,
@@ -34,11 +40,37 @@ pub async fn serve_udp(
                 continue;
             }
         };
-        let Some(response) = responder.respond(&buffer[..length], peer, Transport::Udp) else {
+        let request = &buffer[..length];
+        let Some(response) = answer(&responder, &mut cache, request, peer, &mut replayed) else {
             continue;
         };
-        if let Err(error) = socket.send_to(&response, peer).await {
+        if let Err(error) = socket.send_to(response, peer).await {
             debug!(%error, %peer, "udp send failed");
         }
     }
+}
+
+/// The response to one datagram: replayed from `cache` when it can be, else from the general
+/// path (and then cached). `replayed` is the buffer a replay is written into.
+fn answer<'a>(
+    responder: &Responder,
+    cache: &mut AnswerCache,
+    request: &[u8],
+    peer: SocketAddr,
+    replayed: &'a mut Vec<u8>,
+) -> Option<&'a [u8]> {
+    let index = responder.index();
+    if !index.is_synced() {
+        *replayed = responder.respond(request, peer, Transport::Udp)?;
+        return Some(replayed);
+    }
+    let started = Instant::now();
+    let serial = cache.sync(index.serial());
+    if cache.answer(request, replayed) {
+        responder.record_replayed(replayed, started.elapsed());
+        return Some(replayed);
+    }
+    *replayed = responder.respond(request, peer, Transport::Udp)?;
+    cache.store(request, replayed, serial);
+    Some(replayed)
 }

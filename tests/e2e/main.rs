@@ -9,6 +9,7 @@ mod apiserver_tests;
 mod controllers;
 mod deploy;
 mod equivalence;
+mod fastpath;
 mod files;
 mod golden;
 mod protocol;

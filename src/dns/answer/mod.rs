@@ -100,10 +100,12 @@ impl Lookup {
 }
 
 impl Authority {
-    /// Answers one question. `qname` is the name as asked (its case is kept in the answer's
-    /// owner names); it is lowercased here for matching.
+    /// Answers one question. Records are owned by the lowercased name: the question section
+    /// alone echoes the client's case, so an answer depends on the case of nothing but the
+    /// question (which lets the fast path replay it exactly).
     pub fn answer(&self, index: &Index, qname: &Name, qtype: RecordType) -> Answer {
         let lower = qname.to_lowercase();
+        let qname = &lower;
         match parse(&lower, &self.zones, &self.reverse_zones) {
             Parsed::Outside => Answer::refused(),
             _ if matches!(qtype, RecordType::AXFR | RecordType::IXFR) => Answer::refused(),

@@ -1,0 +1,300 @@
+//! Same bytes either way: a generated cluster, every name and type asked through the fast path
+//! (a replayed, patched response) and the general path, byte for byte; and no stale replay
+//! while the index changes underneath.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hickory_proto::rr::RecordType;
+use peerdns::config::{Config, SrvTargetStyle};
+use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY};
+use peerdns::dns::{Responder, Transport};
+use peerdns::index::{Index, IndexWriter, dashed_ip};
+use peerdns::metrics::Metrics;
+use peerdns::model::{
+    AddressFamily, Endpoint, EndpointSlice, Port, Protocol, Service, ServiceKey, ServiceKind,
+};
+
+use crate::support::Ask;
+
+/// A small deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+
+fn endpoint(rng: &mut Rng, service: usize, i: usize, family: AddressFamily) -> Endpoint {
+    let ip = match family {
+        AddressFamily::Ipv4 => IpAddr::V4(Ipv4Addr::new(10, 50, service as u8, i as u8 + 1)),
+        AddressFamily::Ipv6 => IpAddr::V6(Ipv6Addr::new(
+            0xfd00,
+            0,
+            0,
+            0,
+            0,
+            0,
+            service as u16,
+            i as u16 + 1,
+        )),
+    };
+    let named = rng.below(4) != 0;
+    Endpoint {
+        addresses: vec![ip],
+        ready: rng.below(5) != 0,
+        hostname: named.then(|| format!("svc{service}-{i}")),
+        pod_name: Some(format!("svc{service}-{i}")),
+    }
+}
+
+/// Forty Services of every kind: headless with and without ports, dual-stack, several slices,
+/// not-ready endpoints, ClusterIP, ExternalName in and out of the zone.
+fn generate(writer: &mut IndexWriter, seed: u64) -> Vec<ServiceKey> {
+    let mut rng = Rng(seed);
+    let mut keys = Vec::new();
+    for s in 0..40usize {
+        let key = ServiceKey::new(["default", "apps", "db"][s % 3], format!("svc{s}"));
+        let ports = match rng.below(3) {
+            0 => vec![],
+            _ => vec![
+                Port {
+                    name: Some("peer".into()),
+                    protocol: Protocol::Tcp,
+                    port: 2380,
+                },
+                Port {
+                    name: Some("dns".into()),
+                    protocol: Protocol::Udp,
+                    port: 53,
+                },
+            ],
+        };
+        let kind = match s % 8 {
+            5 => ServiceKind::ClusterIp(vec![IpAddr::V4(Ipv4Addr::new(10, 96, 0, s as u8))]),
+            6 => ServiceKind::ExternalName(format!("svc{}.default.svc.cluster.local", s - 1)),
+            7 => ServiceKind::ExternalName("example.com".into()),
+            _ => ServiceKind::Headless,
+        };
+        writer.apply_service(Service {
+            key: key.clone(),
+            kind,
+            ports: ports.clone(),
+        });
+        let size = rng.below(14) as usize;
+        for (n, family) in [AddressFamily::Ipv4, AddressFamily::Ipv6]
+            .into_iter()
+            .enumerate()
+        {
+            if n == 1 && rng.below(2) == 0 {
+                continue;
+            }
+            let endpoints: Vec<Endpoint> = (0..size)
+                .map(|i| endpoint(&mut rng, s, i, family))
+                .collect();
+            for (part, chunk) in endpoints.chunks(5).enumerate() {
+                writer.apply_slice(EndpointSlice {
+                    name: format!("svc{s}-{n}-{part}"),
+                    service: key.clone(),
+                    family,
+                    ports: ports.clone(),
+                    endpoints: chunk.to_vec(),
+                });
+            }
+        }
+        keys.push(key);
+    }
+    keys
+}
+
+fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
+    let types = [
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::SRV,
+        RecordType::ANY,
+        RecordType::MX,
+        RecordType::CNAME,
+    ];
+    let mut names = vec![
+        "cluster.local.".to_string(),
+        "dns-version.cluster.local.".into(),
+        "example.com.".into(),
+    ];
+    let mut reverse = Vec::new();
+    for key in keys {
+        let base = format!("{}.{}.svc.cluster.local.", key.name, key.namespace);
+        names.push(format!("{}.svc.cluster.local.", key.namespace));
+        names.push(format!("_peer._tcp.{base}"));
+        names.push(format!("_dns._udp.{base}"));
+        names.push(format!("nosuch.{base}"));
+        if let Some(records) = index.service(&key.namespace, &key.name) {
+            for endpoint in records.endpoints.iter().chain([]) {
+                names.push(format!("{}.{base}", endpoint.srv_label));
+                names.push(format!("{}.{base}", dashed_ip(&endpoint.ip)));
+                reverse.push(endpoint.ip);
+            }
+            reverse.extend(records.not_ready.iter().map(|e| e.ip));
+        }
+        names.push(base);
+    }
+    let mut all: Vec<(String, RecordType)> = names
+        .iter()
+        .flat_map(|n| types.iter().map(move |t| (n.clone(), *t)))
+        .collect();
+    for ip in reverse {
+        let name = match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+            }
+            IpAddr::V6(v6) => {
+                let nibbles: Vec<String> = v6
+                    .octets()
+                    .iter()
+                    .rev()
+                    .flat_map(|b| [b & 0xf, b >> 4])
+                    .map(|n| format!("{n:x}"))
+                    .collect();
+                format!("{}.ip6.arpa.", nibbles.join("."))
+            }
+        };
+        all.push((name, RecordType::PTR));
+    }
+    all
+}
+
+/// The same question with another ID, another case and other RD/CD bits.
+fn variant(ask: &Ask, id: u16, rng: &mut Rng) -> Vec<u8> {
+    let name: String = ask
+        .name
+        .chars()
+        .map(|c| {
+            if rng.below(2) == 0 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut message = Ask {
+        name,
+        ..ask.clone()
+    }
+    .message(id);
+    message.metadata.recursion_desired = rng.below(2) == 0;
+    message.metadata.checking_disabled = rng.below(2) == 0;
+    message.to_vec().unwrap()
+}
+
+fn responder() -> (Responder, Index, IndexWriter) {
+    // Serials start at 1 here, so the final serial counts the changes.
+    let authority = peerdns::app::authority(&Config::default()).unwrap();
+    let (index, writer) = Index::new(1, SrvTargetStyle::Hostname);
+    let responder = Responder::new(authority, index.clone(), 1232, Arc::new(Metrics::default()));
+    (responder, index, writer)
+}
+
+#[test]
+fn every_name_and_type_is_the_same_bytes_through_both_paths() {
+    let (responder, index, mut writer) = responder();
+    let keys = generate(&mut writer, 0x9e37_79b9_7f4a_7c15);
+    writer.mark_synced();
+    let all = questions(&index, &keys);
+    assert!(all.len() > 1000, "{} questions", all.len());
+    let mut rng = Rng(42);
+    let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
+    let (mut replayed, mut out) = (0, Vec::new());
+    for (i, (name, rtype)) in all.iter().enumerate() {
+        for edns in [None, Some(512), Some(1232), Some(4096)] {
+            let ask = Ask {
+                name: name.clone(),
+                rtype: *rtype,
+                edns,
+            };
+            let serial = cache.sync(index.serial());
+            let first = variant(&ask, i as u16, &mut rng);
+            let general = responder.respond(&first, SOURCE, Transport::Udp).unwrap();
+            cache.store(&first, &general, serial);
+            let second = variant(&ask, !(i as u16), &mut rng);
+            let expected = responder.respond(&second, SOURCE, Transport::Udp).unwrap();
+            assert!(
+                cache.answer(&second, &mut out),
+                "{name} {rtype} {edns:?}: not replayed"
+            );
+            assert_eq!(
+                out, expected,
+                "{name} {rtype} {edns:?}: replay differs from the general path"
+            );
+            replayed += 1;
+        }
+    }
+    assert!(replayed > 4000);
+}
+
+#[test]
+fn replays_are_never_stale_while_the_index_changes() {
+    let (responder, index, mut writer) = responder();
+    let keys = generate(&mut writer, 7);
+    writer.mark_synced();
+    // A small pool, so questions repeat within one serial and replays happen.
+    let all: Vec<_> = questions(&index, &keys)
+        .into_iter()
+        .step_by(40)
+        .take(40)
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seed = 1;
+            while !stop.load(Ordering::Relaxed) {
+                seed += 1;
+                generate(&mut writer, seed);
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            writer
+        })
+    };
+    let mut rng = Rng(3);
+    let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
+    let (mut checked, mut out) = (0, Vec::new());
+    for round in 0..20_000u32 {
+        let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
+        let ask = Ask::new(name, *rtype);
+        let request = variant(&ask, round as u16, &mut rng);
+        let serial = cache.sync(index.serial());
+        if !cache.answer(&request, &mut out) {
+            let general = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
+            cache.store(&request, &general, serial);
+            continue;
+        }
+        // A replay must equal what the general path answers at the same serial.
+        let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
+        if index.serial() == serial {
+            assert_eq!(
+                out, expected,
+                "round {round}: {name} {rtype} replayed a stale answer"
+            );
+            checked += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    let serials_seen = index.serial();
+    assert!(checked > 100, "only {checked} replays compared");
+    assert!(
+        serials_seen > 50,
+        "the index barely changed ({serials_seen})"
+    );
+}
