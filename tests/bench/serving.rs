@@ -1,0 +1,150 @@
+//! In-process costs of serving (DESIGN.md P1, P5): answering per query type through the
+//! general path and through the fast path's replay, and loading a large cluster.
+//!
+//! Figures are nanoseconds per query and a ratio against the general path measured in the same
+//! run (the machine is shared and noisy: compare ratios, not absolute numbers).
+//!
+//! Run: `cargo bench --bench serving` (`-- --services N --pods P` for another cluster size;
+//! the default is the large one, 20000 Services of 5 pods).
+
+// A benchmark panics on purpose when its setup is wrong.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use peerdns::config::{Config, SrvTargetStyle};
+use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY};
+use peerdns::dns::{Responder, Transport};
+use peerdns::index::Index;
+use peerdns::metrics::Metrics;
+
+const SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
+
+fn arg(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The benchmark cluster as the shared harness writes it: one JSON document per object.
+fn cluster_text(services: usize, pods: usize) -> String {
+    let mut documents = Vec::with_capacity(services * 2);
+    let mut address = 0u32;
+    for s in 0..services {
+        let (ns, name) = (["default", "kafka", "databases"][s % 3], format!("app-{s}"));
+        documents.push(format!(
+            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}","namespace":"{ns}"}},"spec":{{"clusterIP":"None","ports":[{{"name":"peer","port":2380}}]}}}}"#
+        ));
+        let endpoints: Vec<String> = (0..pods)
+            .map(|i| {
+                address += 1;
+                let ip = Ipv4Addr::from(0x0a80_0000 + address);
+                format!(r#"{{"addresses":["{ip}"],"hostname":"{name}-{i}","conditions":{{"ready":true}},"targetRef":{{"kind":"Pod","name":"{name}-{i}"}}}}"#)
+            })
+            .collect();
+        documents.push(format!(
+            r#"{{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{{"name":"{name}-x","namespace":"{ns}","labels":{{"kubernetes.io/service-name":"{name}"}}}},"addressType":"IPv4","ports":[{{"name":"peer","port":2380,"protocol":"TCP"}}],"endpoints":[{}]}}"#,
+            endpoints.join(",")
+        ));
+    }
+    documents.join("\n---\n")
+}
+
+fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    message.edns = Some(edns);
+    message.to_vec().unwrap()
+}
+
+fn per_query(rounds: u32, mut f: impl FnMut(u32)) -> Duration {
+    let started = Instant::now();
+    for i in 0..rounds {
+        f(i);
+    }
+    started.elapsed() / rounds
+}
+
+fn main() {
+    let (services, pods) = (arg("--services", 20_000), arg("--pods", 5));
+    println!("cluster: {services} Services x {pods} endpoints");
+
+    let text = cluster_text(services, pods);
+    let started = Instant::now();
+    let state =
+        peerdns::source::file::parse(std::path::Path::new("bench.yaml"), &text, &[]).unwrap();
+    let parsed = started.elapsed();
+    let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
+    writer.replace_all(state);
+    writer.mark_synced();
+    let loaded = started.elapsed();
+    println!(
+        "load {} endpoints: parse {:.0} ms, parse + index {:.0} ms (DESIGN P5: served within 2 s)",
+        services * pods,
+        parsed.as_secs_f64() * 1e3,
+        loaded.as_secs_f64() * 1e3
+    );
+    drop(text);
+
+    let authority = peerdns::app::authority(&Config::default()).unwrap();
+    let responder = Responder::new(authority, index.clone(), 1232, Arc::new(Metrics::default()));
+    let cases = [
+        (
+            "pod A",
+            "app-7-3.app-7.kafka.svc.cluster.local.",
+            RecordType::A,
+        ),
+        (
+            "service SRV",
+            "app-7.kafka.svc.cluster.local.",
+            RecordType::SRV,
+        ),
+        (
+            "named-port SRV",
+            "_peer._tcp.app-7.kafka.svc.cluster.local.",
+            RecordType::SRV,
+        ),
+        ("service A", "app-7.kafka.svc.cluster.local.", RecordType::A),
+        ("NXDOMAIN", "nosuch.kafka.svc.cluster.local.", RecordType::A),
+        ("PTR", "4.0.128.10.in-addr.arpa.", RecordType::PTR),
+    ];
+    println!(
+        "{:<16} {:>12} {:>12} {:>8}",
+        "query", "general ns", "fast ns", "ratio"
+    );
+    let rounds = 200_000;
+    for (label, name, rtype) in cases {
+        let requests: Vec<Vec<u8>> = (0..64).map(|id| query(name, rtype, id)).collect();
+        let general = per_query(rounds / 10, |i| {
+            let request = &requests[i as usize % requests.len()];
+            std::hint::black_box(responder.respond(request, SOURCE, Transport::Udp));
+        });
+        let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
+        let serial = cache.sync(index.serial());
+        let first = responder
+            .respond(&requests[0], SOURCE, Transport::Udp)
+            .unwrap();
+        cache.store(&requests[0], &first, serial);
+        let mut out = Vec::with_capacity(512);
+        let fast = per_query(rounds, |i| {
+            let request = &requests[i as usize % requests.len()];
+            cache.sync(index.serial());
+            assert!(cache.answer(request, &mut out));
+            std::hint::black_box(&out);
+        });
+        println!(
+            "{label:<16} {:>12} {:>12} {:>8.1}",
+            general.as_nanos(),
+            fast.as_nanos(),
+            general.as_secs_f64() / fast.as_secs_f64().max(1e-12)
+        );
+    }
+}
