@@ -13,6 +13,7 @@
 //! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
 
 pub mod answer;
+pub mod batch;
 pub mod fast;
 pub mod message;
 pub mod name;

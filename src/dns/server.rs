@@ -1,9 +1,9 @@
 //! The UDP and TCP transports: sockets in, [`Responder`] in the middle, bytes out.
 //!
 //! Servers take sockets bound by the caller ([`Listeners::bind`]) and a shutdown token, so tests
-//! bind 127.0.0.1 port 0. UDP runs a fixed number of receive loops per socket (no task per
-//! packet); TCP runs one task per connection, answering queries in order, closing a connection
-//! idle longer than the configured timeout or sending a message whose header cannot be read.
+//! bind 127.0.0.1 port 0. UDP runs one thread per worker, each on its own `SO_REUSEPORT` socket
+//! bound to the same address (`udp.rs`, no task per packet); TCP runs one task per connection,
+//! answering queries in order (`tcp.rs`).
 //!
 //! Invariant: no error from one client (a bad packet, a reset connection) stops a loop; only the
 //! shutdown token does.
@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
+
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +24,8 @@ use super::message::Responder;
 /// Bound UDP sockets and TCP listeners, one pair per listen address.
 #[derive(Debug)]
 pub struct Listeners {
-    /// UDP sockets.
-    pub udp: Vec<Arc<UdpSocket>>,
+    /// UDP sockets (bound with `SO_REUSEPORT`, so workers can bind more on the same address).
+    pub udp: Vec<UdpSocket>,
     /// TCP listeners.
     pub tcp: Vec<TcpListener>,
 }
@@ -37,7 +39,7 @@ impl Listeners {
         };
         for address in addresses {
             let (udp, tcp) = bind_pair(*address).await?;
-            listeners.udp.push(Arc::new(udp));
+            listeners.udp.push(udp);
             listeners.tcp.push(tcp);
         }
         Ok(listeners)
@@ -56,9 +58,7 @@ async fn bind_pair(address: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> 
     let attempts = if address.port() == 0 { 20 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(address)
-            .await
-            .map_err(|e| annotate(e, "udp", address))?;
+        let udp = super::udp::bind_shared(address).map_err(|e| annotate(e, "udp", address))?;
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -78,7 +78,7 @@ fn annotate(error: io::Error, transport: &str, address: SocketAddr) -> io::Error
 /// Transport settings.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerSettings {
-    /// Receive loops per UDP socket.
+    /// UDP worker threads (and sockets) per listen address.
     pub udp_loops: usize,
     /// Idle time after which a TCP connection is closed.
     pub tcp_idle_timeout: Duration,
@@ -93,10 +93,26 @@ pub async fn serve(
 ) {
     let mut tasks = JoinSet::new();
     for socket in listeners.udp {
-        for _ in 0..settings.udp_loops.max(1) {
-            let (socket, responder, shutdown) =
-                (socket.clone(), responder.clone(), shutdown.clone());
-            tasks.spawn(super::udp::serve_udp(socket, responder, shutdown));
+        let address = socket.local_addr();
+        let mut sockets = vec![socket];
+        for _ in 1..settings.udp_loops.max(1) {
+            match address
+                .as_ref()
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+            {
+                Ok(address) => match super::udp::bind_shared(*address) {
+                    Ok(more) => sockets.push(more),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot open another udp socket; fewer udp workers");
+                        break;
+                    }
+                },
+                Err(_) => break,
+            }
+        }
+        for socket in sockets {
+            let (responder, shutdown) = (responder.clone(), shutdown.clone());
+            tasks.spawn_blocking(move || super::udp::serve_udp(socket, responder, shutdown));
         }
     }
     for listener in listeners.tcp {

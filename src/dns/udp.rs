@@ -1,76 +1,107 @@
-//! The UDP transport: a fixed number of receive loops per socket, no task per packet, each
-//! with its own cache of encoded answers (the fast path, `fast.rs`).
+//! The UDP transport: one socket and one thread per worker, batched system calls, and a
+//! worker-local cache of encoded answers (the fast path, `fast.rs`).
 //!
-//! Invariant: an error from one datagram (receive, send) never ends a loop; only the shutdown
-//! token does.
+//! ```text
+//!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> for each datagram:
+//!                       fast path (replay) or general path (Responder) --> replies
+//!                    --sendmmsg--> clients
+//! ```
+//!
+//! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
+//! the steady state takes no lock (the cache is the worker's own; the index is read through
+//! an atomic serial and a map read).
+//!
+//! Invariants: an error from one datagram never ends a worker; only shutdown does, noticed
+//! within [`SHUTDOWN_POLL`] while idle.
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::batch::{BATCH, Batch, send_all};
 use super::fast::{AnswerCache, DEFAULT_CAPACITY};
 use super::message::{Responder, Transport};
 
-/// Largest UDP datagram read; anything longer arrives cut and gets FORMERR.
-const UDP_RECEIVE_BUFFER: usize = 4096;
+/// How long an idle worker waits for a datagram before checking for shutdown.
+pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 
-/// Answers datagrams on `socket` until `shutdown` is cancelled.
-pub async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    responder: Arc<Responder>,
-    shutdown: CancellationToken,
-) {
-    let mut buffer = vec![0u8; UDP_RECEIVE_BUFFER];
+/// Binds a UDP socket that other workers may bind too (`SO_REUSEPORT`).
+pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    socket.set_reuse_port(true)?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&address.into())?;
+    Ok(socket.into())
+}
+
+/// Serves datagrams on `socket` on the calling thread until `shutdown` is cancelled.
+pub fn serve_udp(socket: UdpSocket, responder: Arc<Responder>, shutdown: CancellationToken) {
+    if let Err(error) = socket.set_read_timeout(Some(SHUTDOWN_POLL)) {
+        debug!(%error, "cannot set the udp read timeout");
+    }
+    let mut batch = Batch::default();
     let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
-    let mut replayed = Vec::with_capacity(512);
-    loop {
-        let received = tokio::select! {
-            received = socket.recv_from(&mut buffer) => received,
-            () = shutdown.cancelled() => return,
-        };
-        let (length, peer) = match received {
-            Ok(received) => received,
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    while !shutdown.is_cancelled() {
+        let count = match batch.receive(&socket) {
+            Ok(count) => count,
             Err(error) => {
-                // ICMP errors from earlier sends surface here on some systems: not fatal.
-                debug!(%error, "udp receive failed");
+                if !matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) {
+                    // ICMP errors from earlier sends surface here: not fatal.
+                    debug!(%error, "udp receive failed");
+                }
                 continue;
             }
         };
-        let request = &buffer[..length];
-        let Some(response) = answer(&responder, &mut cache, request, peer, &mut replayed) else {
-            continue;
-        };
-        if let Err(error) = socket.send_to(response, peer).await {
-            debug!(%error, %peer, "udp send failed");
+        replies.clear();
+        for i in 0..count {
+            let Some((request, peer)) = batch.datagram(i) else {
+                continue;
+            };
+            if let Some(reply) = answer(&responder, &mut cache, request, peer) {
+                replies.push((reply, peer));
+            }
         }
+        send_all(&socket, &replies);
     }
 }
 
 /// The response to one datagram: replayed from `cache` when it can be, else from the general
-/// path (and then cached). `replayed` is the buffer a replay is written into.
-fn answer<'a>(
+/// path (and then cached). `None` when the datagram must be dropped.
+pub fn answer(
     responder: &Responder,
     cache: &mut AnswerCache,
     request: &[u8],
     peer: SocketAddr,
-    replayed: &'a mut Vec<u8>,
-) -> Option<&'a [u8]> {
+) -> Option<Vec<u8>> {
     let index = responder.index();
     if !index.is_synced() {
-        *replayed = responder.respond(request, peer, Transport::Udp)?;
-        return Some(replayed);
+        return responder.respond(request, peer, Transport::Udp);
     }
     let started = Instant::now();
     let serial = cache.sync(index.serial());
-    if cache.answer(request, replayed) {
-        responder.record_replayed(replayed, started.elapsed());
+    let mut replayed = Vec::new();
+    if cache.answer(request, &mut replayed) {
+        responder.record_replayed(&replayed, started.elapsed());
         return Some(replayed);
     }
-    *replayed = responder.respond(request, peer, Transport::Udp)?;
-    cache.store(request, replayed, serial);
-    Some(replayed)
+    let response = responder.respond(request, peer, Transport::Udp)?;
+    cache.store(request, &response, serial);
+    Some(response)
 }
