@@ -16,12 +16,14 @@ pub mod answer;
 pub mod fast;
 pub mod message;
 pub mod name;
+pub mod ratelimit;
 pub mod server;
 pub mod tcp;
 pub mod udp;
 
 pub use answer::Authority;
 pub use message::{Responder, Transport};
+pub use ratelimit::{RateLimitSettings, RateLimiter};
 pub use server::{Listeners, ServerSettings, serve};
 
 #[cfg(test)]
