@@ -18,6 +18,7 @@
 //! with a full bucket); no lock is held across an `.await` (there is none here); a poisoned
 //! shard lock is recovered, never a panic.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -117,12 +118,12 @@ impl RateLimiter {
 
     /// `response` as it should go to `client`: unchanged, slipped (empty, TC set) or `None`
     /// (dropped). Counts limited responses in the metrics.
-    pub fn filter(&self, client: IpAddr, response: Vec<u8>) -> Option<Vec<u8>> {
+    pub fn filter<'a>(&self, client: IpAddr, response: &'a [u8]) -> Option<Cow<'a, [u8]>> {
         match self.check(client, Instant::now()) {
-            Verdict::Send => Some(response),
+            Verdict::Send => Some(Cow::Borrowed(response)),
             Verdict::Slip => {
                 self.metrics.record_rate_limited(RateLimited::Slipped);
-                slip_response(&response)
+                slip_response(response).map(Cow::Owned)
             }
             Verdict::Drop => {
                 self.metrics.record_rate_limited(RateLimited::Dropped);
