@@ -23,7 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{Config, ConfigError, SourceKind, parse_zone_name};
-use crate::dns::{Authority, Listeners, Responder, ServerSettings, serve};
+use crate::dns::{
+    Authority, Listeners, RateLimitSettings, Responder, ServerSettings, TcpLimits, serve,
+};
 use crate::index::{Index, IndexWriter};
 use crate::metrics::Metrics;
 use crate::model::{ClusterState, ServiceKind};
@@ -143,14 +145,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.dns.max_udp_payload,
         metrics.clone(),
     ));
-    let settings = ServerSettings {
-        udp_loops: worker_count(config.dns.workers),
-        tcp_idle_timeout: Duration::from_secs(config.dns.tcp_idle_timeout_secs),
-    };
     let server = tokio::spawn(serve(
         listeners,
         responder.clone(),
-        settings,
+        server_settings(config),
         shutdown.clone(),
     ));
     let admin_listener = TcpListener::bind(config.admin.listen).await.map_err(|e| {
@@ -187,6 +185,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         shutdown,
         tasks: vec![server, source.task, admin_task],
     })
+}
+
+/// The transports' settings from the config: UDP loops, TCP limits, rate limiting.
+pub fn server_settings(config: &Config) -> ServerSettings {
+    let limits = &config.limits;
+    ServerSettings {
+        udp_loops: worker_count(config.dns.workers),
+        tcp: TcpLimits {
+            idle_timeout: Duration::from_secs(config.dns.tcp_idle_timeout_secs),
+            max_connections: limits.tcp_max_connections,
+            max_lifetime: Duration::from_secs(limits.tcp_max_connection_secs),
+            max_queries: limits.tcp_max_queries_per_connection,
+        },
+        rate_limit: RateLimitSettings {
+            responses_per_second: limits.rrl_responses_per_second,
+            slip: limits.rrl_slip,
+        },
+    }
 }
 
 /// A started source.

@@ -5,6 +5,9 @@
 //! resolved against the file's own directory, so `peerdns --config /etc/peerdns/peerdns.toml`
 //! finds its cluster file wherever it is started from. [`Config::validate`] checks what serde
 //! cannot (zone names, ranges) and names the offending field.
+//!
+//! Invariant: a config that validates never makes the server panic (durations are bounded so
+//! deadlines cannot overflow, counts that must be positive are).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -53,6 +56,8 @@ pub struct Config {
     pub source: SourceConfig,
     /// The admin HTTP listener and shutdown.
     pub admin: AdminConfig,
+    /// Limits against hostile traffic: TCP connections, response rate limiting.
+    pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -131,6 +136,41 @@ impl Default for DnsConfig {
         }
     }
 }
+
+/// Limits against hostile traffic (issue 6): how many TCP connections, for how long, and
+/// response rate limiting (RRL) per client prefix over UDP.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// TCP connections open at once over every listener; one more is accepted and closed at
+    /// once (so its client learns at once and can retry elsewhere).
+    pub tcp_max_connections: usize,
+    /// Seconds a TCP connection may stay open in all, however busy, before it is closed.
+    pub tcp_max_connection_secs: u64,
+    /// Queries answered on one TCP connection before it is closed; 0 means no limit.
+    pub tcp_max_queries_per_connection: u32,
+    /// UDP responses per second to one client prefix (/24 IPv4, /56 IPv6); 0 turns rate
+    /// limiting off. TCP is never rate limited.
+    pub rrl_responses_per_second: u32,
+    /// Of the responses over the rate, every Nth is sent empty with TC set (so a real client
+    /// retries over TCP) instead of dropped; 0 drops them all.
+    pub rrl_slip: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            tcp_max_connections: 1000,
+            tcp_max_connection_secs: 120,
+            tcp_max_queries_per_connection: 0,
+            rrl_responses_per_second: 0,
+            rrl_slip: 2,
+        }
+    }
+}
+
+/// Largest accepted value of a field counted in seconds (one year), so deadlines never overflow.
+const MAX_SECS: u64 = 365 * 24 * 3600;
 
 /// Which source feeds the index.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -297,9 +337,22 @@ impl Config {
                 "must be at least 512",
             ));
         }
-        if self.dns.tcp_idle_timeout_secs == 0 {
+        let seconds = [
+            ("dns.tcp_idle_timeout_secs", self.dns.tcp_idle_timeout_secs),
+            (
+                "limits.tcp_max_connection_secs",
+                self.limits.tcp_max_connection_secs,
+            ),
+        ];
+        for (field, value) in seconds {
+            if !(1..=MAX_SECS).contains(&value) {
+                let reason = format!("must be between 1 and {MAX_SECS}");
+                return Err(invalid(field.into(), &reason));
+            }
+        }
+        if self.limits.tcp_max_connections == 0 {
             return Err(invalid(
-                "dns.tcp_idle_timeout_secs".into(),
+                "limits.tcp_max_connections".into(),
                 "must be at least 1",
             ));
         }
@@ -373,11 +426,36 @@ mod tests {
                 "[source]\npoll_interval_ms = 0\n",
                 "source.poll_interval_ms",
             ),
+            (
+                "[dns]\ntcp_idle_timeout_secs = 0\n",
+                "dns.tcp_idle_timeout_secs",
+            ),
+            (
+                "[limits]\ntcp_max_connections = 0\n",
+                "limits.tcp_max_connections",
+            ),
+            (
+                "[limits]\ntcp_max_connection_secs = 0\n",
+                "limits.tcp_max_connection_secs",
+            ),
+            (
+                "[limits]\ntcp_max_connection_secs = 99999999999\n",
+                "limits.tcp_max_connection_secs",
+            ),
         ];
         for (text, field) in cases {
             let error = Config::parse(text).unwrap().validate().unwrap_err();
             assert!(error.to_string().contains(field), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn limits_default_to_rrl_off_and_reject_unknown_keys() {
+        let limits = Config::parse("").unwrap().limits;
+        assert_eq!(limits.rrl_responses_per_second, 0, "RRL is off by default");
+        assert_eq!(limits.tcp_max_connections, 1000);
+        let error = Config::parse("[limits]\nrrl_rate = 5\n").unwrap_err();
+        assert!(error.contains("rrl_rate"), "{error}");
     }
 
     #[test]

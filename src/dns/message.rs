@@ -83,6 +83,11 @@ impl Responder {
         &self.authority
     }
 
+    /// The metrics every query is counted in (the transports add theirs).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The index this responder reads.
     pub fn index(&self) -> &Index {
         &self.index

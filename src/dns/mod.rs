@@ -8,6 +8,9 @@
 //!                                            |  uses
 //!                                            v
 //!                                         name.rs (pure parser)
+//!
+//!  udp.rs: response --> ratelimit.rs (per client prefix, when on) --> socket
+//!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
 //! ```
 //!
 //! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
@@ -17,13 +20,16 @@ pub mod batch;
 pub mod fast;
 pub mod message;
 pub mod name;
+pub mod ratelimit;
 pub mod server;
 pub mod tcp;
 pub mod udp;
 
 pub use answer::Authority;
 pub use message::{Responder, Transport};
+pub use ratelimit::{RateLimitSettings, RateLimiter};
 pub use server::{Listeners, ServerSettings, serve};
+pub use tcp::TcpLimits;
 
 #[cfg(test)]
 mod rules_tests;

@@ -2,16 +2,17 @@
 //!
 //! Servers take sockets bound by the caller ([`Listeners::bind`]) and a shutdown token, so tests
 //! bind 127.0.0.1 port 0. UDP runs one thread per worker, each on its own `SO_REUSEPORT` socket
-//! bound to the same address (`udp.rs`, no task per packet); TCP runs one task per connection,
-//! answering queries in order (`tcp.rs`).
+//! bound to the same address (`udp.rs`, no task per packet), with response rate limiting when
+//! configured ([`super::ratelimit`]); TCP runs one task per connection within [`TcpLimits`]
+//! shared by every listener ([`super::tcp`]).
 //!
 //! Invariant: no error from one client (a bad packet, a reset connection) stops a loop; only the
-//! shutdown token does.
+//! shutdown token does. One rate limiter and one set of TCP connection slots serve every
+//! listener, so the limits hold whatever the number of listen addresses.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::net::UdpSocket;
 
@@ -20,6 +21,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::message::Responder;
+use super::ratelimit::{RateLimitSettings, RateLimiter};
+use super::tcp::{TcpLimits, connection_slots};
 
 /// Bound UDP sockets and TCP listeners, one pair per listen address.
 #[derive(Debug)]
@@ -80,8 +83,10 @@ fn annotate(error: io::Error, transport: &str, address: SocketAddr) -> io::Error
 pub struct ServerSettings {
     /// UDP worker threads (and sockets) per listen address.
     pub udp_loops: usize,
-    /// Idle time after which a TCP connection is closed.
-    pub tcp_idle_timeout: Duration,
+    /// TCP connection limits: idle timeout, lifetime, connections, queries.
+    pub tcp: TcpLimits,
+    /// UDP response rate limiting (off when the rate is 0).
+    pub rate_limit: RateLimitSettings,
 }
 
 /// Serves every listener until `shutdown` is cancelled, then waits for in-flight work.
@@ -92,6 +97,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let mut tasks = JoinSet::new();
+    let limiter = RateLimiter::new(settings.rate_limit, responder.metrics().clone()).map(Arc::new);
     for socket in listeners.udp {
         let address = socket.local_addr();
         let mut sockets = vec![socket];
@@ -112,15 +118,20 @@ pub async fn serve(
         }
         for socket in sockets {
             let (responder, shutdown) = (responder.clone(), shutdown.clone());
-            tasks.spawn_blocking(move || super::udp::serve_udp(socket, responder, shutdown));
+            let limiter = limiter.clone();
+            tasks.spawn_blocking(move || {
+                super::udp::serve_udp(socket, responder, limiter, shutdown);
+            });
         }
     }
+    let slots = connection_slots(&settings.tcp);
     for listener in listeners.tcp {
         let (responder, shutdown) = (responder.clone(), shutdown.clone());
         tasks.spawn(super::tcp::serve_tcp(
             listener,
             responder,
-            settings.tcp_idle_timeout,
+            settings.tcp,
+            slots.clone(),
             shutdown,
         ));
     }

@@ -31,6 +31,17 @@ const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
 const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+/// What response rate limiting did with a response over the rate.
+const LIMITED_ACTIONS: [&str; 2] = ["dropped", "slipped"];
+
+/// What response rate limiting did with one UDP response over its client's rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimited {
+    /// Not sent at all.
+    Dropped,
+    /// Sent empty with TC set, so the client retries over TCP.
+    Slipped,
+}
 
 fn qtype_index(rtype: RecordType) -> usize {
     match rtype {
@@ -83,6 +94,8 @@ pub struct Metrics {
     nodata: AtomicU64,
     truncated: AtomicU64,
     dropped: AtomicU64,
+    rate_limited: [AtomicU64; LIMITED_ACTIONS.len()],
+    tcp_rejected: AtomicU64,
     duration: LatencyHistogram,
     started: SystemTime,
 }
@@ -95,6 +108,8 @@ impl Default for Metrics {
             nodata: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
+            tcp_rejected: AtomicU64::new(0),
             duration: LatencyHistogram::default(),
             started: SystemTime::now(),
         }
@@ -121,6 +136,33 @@ impl Metrics {
             self.nodata.fetch_add(1, Ordering::Relaxed);
         }
         self.duration.record(took);
+    }
+
+    /// Counts one UDP response dropped or slipped by response rate limiting.
+    pub fn record_rate_limited(&self, action: RateLimited) {
+        let index = match action {
+            RateLimited::Dropped => 0,
+            RateLimited::Slipped => 1,
+        };
+        self.rate_limited[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one TCP connection closed at accept because the connection limit was reached.
+    pub fn record_tcp_rejected(&self) {
+        self.tcp_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// UDP responses rate limited so far, dropped and slipped together.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// TCP connections rejected at the connection limit so far.
+    pub fn tcp_connections_rejected(&self) -> u64 {
+        self.tcp_rejected.load(Ordering::Relaxed)
     }
 
     /// Responses sent with `rcode` (by its mnemonic, e.g. `NXDOMAIN`).
@@ -187,6 +229,7 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         "Messages dropped unanswered (no readable header, or a response).",
         metrics.dropped.load(Ordering::Relaxed),
     );
+    render_limits(&mut out, metrics);
     histogram(
         &mut out,
         "peerdns_request_duration_seconds",
@@ -253,6 +296,28 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         uptime.as_secs_f64(),
     );
     out
+}
+
+fn render_limits(out: &mut String, metrics: &Metrics) {
+    header(
+        out,
+        "peerdns_rate_limited_total",
+        "counter",
+        "UDP responses over their client prefix's rate, by what was done (limits.rrl_*).",
+    );
+    for (a, action) in LIMITED_ACTIONS.iter().enumerate() {
+        let value = metrics.rate_limited[a].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "peerdns_rate_limited_total{{action=\"{action}\"}} {value}"
+        );
+    }
+    counter(
+        out,
+        "peerdns_tcp_connections_rejected_total",
+        "TCP connections closed at accept: limits.tcp_max_connections were open.",
+        metrics.tcp_rejected.load(Ordering::Relaxed),
+    );
 }
 
 fn render_watch(out: &mut String, watch: &SourceStats) {

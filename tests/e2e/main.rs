@@ -12,6 +12,7 @@ mod equivalence;
 mod fastpath;
 mod files;
 mod golden;
+mod hostile;
 mod protocol;
 mod support;
 mod watch;

@@ -252,7 +252,7 @@ async fn negative_answers_are_servfail_until_synced() {
     let shutdown = CancellationToken::new();
     let settings = ServerSettings {
         udp_loops: 1,
-        tcp_idle_timeout: Duration::from_secs(5),
+        ..peerdns::app::server_settings(&config)
     };
     let server = tokio::spawn(serve(listeners, responder, settings, shutdown.clone()));
 
