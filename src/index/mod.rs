@@ -30,7 +30,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 pub use ptr::{ClaimRank, PtrClaim};
-pub use records::{NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight};
+pub use records::{
+    NotReadyEndpoint, Positions, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
+};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;

@@ -7,7 +7,7 @@
 //!
 //! Invariant: [`PtrClaims::best`] depends only on the set of claims, never on arrival order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -35,23 +35,32 @@ pub struct PtrClaim {
     pub label: Option<Arc<str>>,
 }
 
-/// Every claim on every address, owned by the index writer.
+/// Every claim on every address, owned by the index writer. Each address's claims are a
+/// sorted, deduplicated vector: nearly always one claim, so no tree nodes are spent on it.
 #[derive(Debug, Default)]
 pub struct PtrClaims {
-    claims: HashMap<IpAddr, BTreeSet<PtrClaim>>,
+    claims: HashMap<IpAddr, Vec<PtrClaim>>,
 }
 
 impl PtrClaims {
     /// Adds a claim.
     pub fn add(&mut self, ip: IpAddr, claim: PtrClaim) {
-        self.claims.entry(ip).or_default().insert(claim);
+        let claims = self
+            .claims
+            .entry(ip)
+            .or_insert_with(|| Vec::with_capacity(1));
+        if let Err(position) = claims.binary_search(&claim) {
+            claims.insert(position, claim);
+        }
     }
 
     /// Removes one claim.
     pub fn remove(&mut self, ip: IpAddr, claim: &PtrClaim) {
-        if let Some(set) = self.claims.get_mut(&ip) {
-            set.remove(claim);
-            if set.is_empty() {
+        if let Some(claims) = self.claims.get_mut(&ip) {
+            if let Ok(position) = claims.binary_search(claim) {
+                claims.remove(position);
+            }
+            if claims.is_empty() {
                 self.claims.remove(&ip);
             }
         }

@@ -3,11 +3,11 @@
 //! [`ServiceRecords::build`] is pure: same inputs, same value. It merges every slice of the
 //! Service (several slices, one or two IP families), keeps only ready endpoints (R1: readiness is
 //! `conditions.ready` and nothing else), deduplicates addresses, and indexes each endpoint under
-//! each of its labels (hostname, pod name, dashed IP; R2).
+//! each of its names (hostname, pod name; a dashed IP is found by binary search; R2).
 //!
 //! Invariants:
 //! - `endpoints` is sorted by address and holds each address once;
-//! - every label in `labels` maps to a non-empty list of indexes into `endpoints`;
+//! - every name in `labels` maps to at least one index into `endpoints`;
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +41,34 @@ pub struct NotReadyEndpoint {
     pub pod_name: Option<Arc<str>>,
 }
 
+/// The endpoints one label names: nearly always one, so no vector is allocated for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Positions {
+    /// One endpoint.
+    One(u32),
+    /// Several endpoints, ascending.
+    Many(Box<[u32]>),
+}
+
+impl Positions {
+    /// The positions as a slice.
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            Positions::One(position) => std::slice::from_ref(position),
+            Positions::Many(positions) => positions,
+        }
+    }
+
+    fn push(&mut self, position: u32) {
+        if self.as_slice().last() == Some(&position) {
+            return;
+        }
+        let mut all = self.as_slice().to_vec();
+        all.push(position);
+        *self = Positions::Many(all.into_boxed_slice());
+    }
+}
+
 /// Everything the answer rules need to know about one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRecords {
@@ -50,8 +78,9 @@ pub struct ServiceRecords {
     pub service_ports: Vec<Port>,
     /// Ready endpoints, sorted by address, one entry per address.
     pub endpoints: Vec<ReadyEndpoint>,
-    /// Label (hostname, pod name or dashed IP) to indexes into `endpoints`.
-    pub labels: HashMap<Box<str>, Vec<u32>>,
+    /// Hostname or pod name to indexes into `endpoints` (dashed IPs are not stored: they are
+    /// parsed back into an address and found by binary search).
+    pub labels: HashMap<Box<str>, Positions>,
     /// Endpoints that are not ready (and not also ready in another slice), for explanations.
     pub not_ready: Vec<NotReadyEndpoint>,
 }
@@ -98,13 +127,13 @@ impl ServiceRecords {
             }
         }
         let mut endpoints = Vec::with_capacity(by_ip.len());
-        let mut labels: HashMap<Box<str>, Vec<u32>> = HashMap::new();
-        for (position, (ip, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
+        let mut labels: HashMap<Box<str>, Positions> = HashMap::new();
+        for (position, (_, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
             let position = position as u32;
-            let mut add = |label: Box<str>| {
-                let list = labels.entry(label).or_default();
-                if list.last() != Some(&position) {
-                    list.push(position);
+            let mut add = |label: Box<str>| match labels.get_mut(&label) {
+                Some(positions) => positions.push(position),
+                None => {
+                    labels.insert(label, Positions::One(position));
                 }
             };
             if let Some(hostname) = &endpoint.hostname {
@@ -113,10 +142,10 @@ impl ServiceRecords {
             if let Some(pod_name) = pod_name {
                 add(pod_name);
             }
-            add(dashed_ip(&ip).into());
             endpoints.push(endpoint);
         }
-        not_ready.retain(|ip, _| !labels.contains_key(dashed_ip(ip).as_str()));
+        let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
+        not_ready.retain(|ip, _| !is_ready(ip));
         Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
@@ -131,17 +160,30 @@ impl ServiceRecords {
         matches!(self.kind, ServiceKind::Headless)
     }
 
-    /// The endpoints known by `label` (R2), in address order.
+    /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP.
     pub fn endpoints_labelled<'a>(
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
-        self.labels
+        let named = self
+            .labels
             .get(label)
-            .map(|positions| positions.as_slice())
-            .unwrap_or_default()
+            .map(Positions::as_slice)
+            .unwrap_or_default();
+        let dashed = undashed_ip(label)
+            .and_then(|ip| self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).ok())
+            .map(|position| position as u32)
+            .filter(|position| !named.contains(position));
+        named
             .iter()
-            .filter_map(|&position| self.endpoints.get(position as usize))
+            .copied()
+            .chain(dashed)
+            .filter_map(|position| self.endpoints.get(position as usize))
+    }
+
+    /// Names answerable below this Service: hostnames and pod names, and dashed IPs.
+    pub fn name_count(&self) -> usize {
+        self.labels.len() + self.endpoints.len()
     }
 }
 
@@ -175,6 +217,26 @@ pub fn dashed_ip(ip: &IpAddr) -> String {
             label
         }
     }
+}
+
+/// The address a dashed label names (`10-244-1-5`, `fd00-10--5`), if it is one; the inverse of
+/// [`dashed_ip`], parsed on the stack.
+pub fn undashed_ip(label: &str) -> Option<IpAddr> {
+    let bytes = label.as_bytes();
+    if bytes.len() > 45 || !bytes.contains(&b'-') {
+        return None;
+    }
+    let parse_with = |separator: u8| {
+        let mut buffer = [0u8; 45];
+        for (out, &byte) in buffer.iter_mut().zip(bytes) {
+            *out = if byte == b'-' { separator } else { byte };
+        }
+        std::str::from_utf8(&buffer[..bytes.len()])
+            .ok()?
+            .parse::<IpAddr>()
+            .ok()
+    };
+    parse_with(b'.').or_else(|| parse_with(b':'))
 }
 
 /// SRV weight for an answer of `count` records (R3): max(1, floor(100 / count)).
@@ -232,6 +294,23 @@ mod tests {
         ];
         for (ip, label) in cases {
             assert_eq!(dashed_ip(&ip.parse().unwrap()), label, "{ip}");
+        }
+    }
+
+    #[test]
+    fn dashed_labels_parse_back() {
+        for ip in [
+            "10.244.1.5",
+            "fd00:10::5",
+            "fd00:10::",
+            "::1",
+            "2001:db8::1:0:0:1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(undashed_ip(&dashed_ip(&ip)), Some(ip), "{ip}");
+        }
+        for label in ["kubia-0", "10-244-1", "10-244-1-256", "web", "a-b-c-d"] {
+            assert_eq!(undashed_ip(label), None, "{label}");
         }
     }
 

@@ -180,7 +180,7 @@ impl IndexWriter {
         if !unchanged {
             let was_published = state.published.is_some();
             let sizes = |r: Option<&Arc<ServiceRecords>>| {
-                r.map_or((0, 0), |r| (r.endpoints.len(), r.labels.len() + 1))
+                r.map_or((0, 0), |r| (r.endpoints.len(), r.name_count() + 1))
             };
             let (old_endpoints, old_names) = sizes(state.published.as_ref());
             let (new_endpoints, new_names) = sizes(records.as_ref());
