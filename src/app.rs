@@ -69,6 +69,14 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl Drop for Running {
+    /// A `Running` dropped without [`Running::stop`] (a panicking test, say) still stops its
+    /// workers: cancelling an already cancelled token does nothing.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 impl Running {
     /// Graceful shutdown: `/readyz` turns 503 at once, queries keep being answered for the
     /// lame-duck delay, then the listeners close, in-flight queries finish, and every task ends.
@@ -83,10 +91,10 @@ impl Running {
     }
 
     /// Stops at once: closes the listeners, lets in-flight queries finish, waits for every task.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.admin.shutting_down.store(true, Ordering::Release);
         self.shutdown.cancel();
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -259,6 +267,7 @@ async fn start_kubernetes_source(
         namespaces: settings.namespaces.clone(),
         label_selector: settings.label_selector.clone(),
         max_backoff: Duration::from_millis(settings.max_backoff_ms),
+        departure_grace: Duration::from_millis(settings.departure_grace_ms),
     };
     tracing::info!(
         namespaces = ?watch.namespaces,

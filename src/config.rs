@@ -212,6 +212,9 @@ pub struct KubernetesConfig {
     pub label_selector: Option<String>,
     /// Longest wait, in milliseconds, between retries of a failing watch.
     pub max_backoff_ms: u64,
+    /// Milliseconds a ready endpoint that vanishes from its slice (without turning not-ready
+    /// first) keeps answering, so a move between slices never blinks out; 0 turns it off.
+    pub departure_grace_ms: u64,
 }
 
 impl Default for KubernetesConfig {
@@ -221,6 +224,7 @@ impl Default for KubernetesConfig {
             namespaces: Vec::new(),
             label_selector: None,
             max_backoff_ms: 30_000,
+            departure_grace_ms: 500,
         }
     }
 }

@@ -119,9 +119,23 @@ pub async fn serve(
         for socket in sockets {
             let (responder, shutdown) = (responder.clone(), shutdown.clone());
             let limiter = limiter.clone();
-            tasks.spawn_blocking(move || {
-                super::udp::serve_udp(socket, responder, limiter, shutdown);
-            });
+            // A plain thread, not the runtime's blocking pool: dropping a runtime waits for its
+            // blocking tasks, and a worker only ends when the shutdown token is cancelled.
+            let (done, finished) = tokio::sync::oneshot::channel::<()>();
+            let spawned = std::thread::Builder::new()
+                .name("peerdns-udp".into())
+                .spawn(move || {
+                    super::udp::serve_udp(socket, responder, limiter, shutdown);
+                    let _ = done.send(());
+                });
+            match spawned {
+                Ok(_) => {
+                    tasks.spawn(async move {
+                        let _ = finished.await;
+                    });
+                }
+                Err(error) => tracing::error!(%error, "cannot start a udp worker thread"),
+            }
         }
     }
     let slots = connection_slots(&settings.tcp);

@@ -19,6 +19,7 @@
 //!
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
+mod departures;
 mod ptr;
 mod records;
 mod writer;

@@ -18,6 +18,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use std::time::{Duration, Instant};
+
+use super::departures::{Departed, departed_from, prune};
 use super::ptr::{ClaimRank, PtrClaim, PtrClaims};
 use super::records::{ServiceRecords, dashed_ip};
 use super::{PtrTarget, Shared, service_key};
@@ -31,6 +34,8 @@ struct ServiceState {
     published: Option<Arc<ServiceRecords>>,
     /// The PTR claims of the published records, sorted.
     claimed: Vec<(IpAddr, PtrClaim)>,
+    /// Endpoints that left a slice and are kept for the departure grace.
+    departing: Vec<Departed>,
 }
 
 /// The one writer of an [`super::Index`]. Not `Clone`: ownership is the write lock.
@@ -41,6 +46,8 @@ pub struct IndexWriter {
     services: HashMap<ServiceKey, ServiceState>,
     slice_owner: HashMap<SliceKey, ServiceKey>,
     claims: PtrClaims,
+    /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
+    departure_grace: Duration,
 }
 
 impl IndexWriter {
@@ -51,6 +58,30 @@ impl IndexWriter {
             services: HashMap::new(),
             slice_owner: HashMap::new(),
             claims: PtrClaims::default(),
+            departure_grace: Duration::ZERO,
+        }
+    }
+
+    /// Keeps a ready endpoint that vanishes from its slice (and from every other slice of its
+    /// Service) answering for `grace`, so a move between slices never blinks out (see
+    /// `departures.rs`). Zero, the default, turns this off.
+    pub fn set_departure_grace(&mut self, grace: Duration) {
+        self.departure_grace = grace;
+    }
+
+    /// Ends the grace of departed endpoints whose time is up; call it periodically.
+    pub fn expire_departures(&mut self, now: Instant) {
+        let due: Vec<ServiceKey> = self
+            .services
+            .iter()
+            .filter(|(_, state)| state.departing.iter().any(|d| d.until <= now))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in due {
+            if let Some(state) = self.services.get_mut(&key) {
+                prune(&mut state.departing, &state.slices, now);
+            }
+            self.rebuild(&key);
         }
     }
 
@@ -65,6 +96,7 @@ impl IndexWriter {
     pub fn delete_service(&mut self, key: &ServiceKey) {
         if let Some(state) = self.services.get_mut(key) {
             state.service = None;
+            state.departing.clear();
             self.rebuild(key);
         }
     }
@@ -79,8 +111,15 @@ impl IndexWriter {
             self.detach_slice(&previous, &slice_key.name);
             self.rebuild(&previous);
         }
+        let grace = self.departure_grace;
         let state = self.services.entry(owner.clone()).or_default();
-        state.slices.insert(slice_key.name.clone(), slice);
+        let old = state.slices.insert(slice_key.name.clone(), slice);
+        if let Some(old) = old
+            && !grace.is_zero()
+        {
+            let departed = departed_from(&old, &state.slices, Instant::now() + grace);
+            state.departing.extend(departed);
+        }
         self.slice_owner.insert(slice_key, owner.clone());
         self.rebuild(&owner);
     }
@@ -118,14 +157,16 @@ impl IndexWriter {
             if let Some(state) = self.services.get_mut(&key) {
                 state.service = None;
                 state.slices.clear();
+                state.departing.clear();
             }
             self.rebuild(&key);
         }
         for (key, (service, slices)) in next {
             let state = self.services.entry(key.clone()).or_default();
-            if state.service != service || state.slices != slices {
+            if state.service != service || state.slices != slices || !state.departing.is_empty() {
                 state.service = service;
                 state.slices = slices;
+                state.departing.clear();
                 self.rebuild(&key);
             }
         }
@@ -155,8 +196,13 @@ impl IndexWriter {
     }
 
     fn detach_slice(&mut self, owner: &ServiceKey, slice_name: &str) {
-        if let Some(state) = self.services.get_mut(owner) {
-            state.slices.remove(slice_name);
+        let grace = self.departure_grace;
+        if let Some(state) = self.services.get_mut(owner)
+            && let Some(old) = state.slices.remove(slice_name)
+            && !grace.is_zero()
+        {
+            let departed = departed_from(&old, &state.slices, Instant::now() + grace);
+            state.departing.extend(departed);
         }
     }
 
@@ -165,10 +211,12 @@ impl IndexWriter {
         let Some(state) = self.services.get_mut(key) else {
             return;
         };
+        prune(&mut state.departing, &state.slices, Instant::now());
+        let departing = state.departing.iter().map(|d| &d.slice);
         let records = state.service.as_ref().map(|service| {
             Arc::new(ServiceRecords::build(
                 service,
-                state.slices.values(),
+                state.slices.values().chain(departing),
                 self.srv_target,
             ))
         });
@@ -208,7 +256,7 @@ impl IndexWriter {
         let empty = self
             .services
             .get(key)
-            .is_some_and(|s| s.service.is_none() && s.slices.is_empty());
+            .is_some_and(|s| s.service.is_none() && s.slices.is_empty() && s.departing.is_empty());
         if empty {
             self.services.remove(key);
         }

@@ -443,3 +443,48 @@ async fn namespaces_and_label_selectors_limit_what_is_served() {
     .await;
     selected.stop().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_moved_between_slices_removal_first_never_blinks_out() {
+    use serde_json::json;
+    let api = TestApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let slice = |name: &str, ips: &[(&str, &str)]| {
+        let endpoints: Vec<_> = ips
+            .iter()
+            .map(|(pod, ip)| json!({"addresses": [ip], "hostname": pod, "conditions": {"ready": true}}))
+            .collect();
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+               "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": "es"}},
+               "addressType": "IPv4", "ports": [{"name": "http", "port": 9200, "protocol": "TCP"}],
+               "endpoints": endpoints})
+    };
+    api.apply(&json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "es", "namespace": "default"},
+                      "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 9200}]}}));
+    api.apply(&slice(
+        "es-a",
+        &[("es-0", "10.9.0.1"), ("es-1", "10.9.0.2")],
+    ));
+    let running = watch_with(&api, dir.path(), |config| {
+        config.source.kubernetes.departure_grace_ms = 5_000;
+    })
+    .await;
+    let dns = running.addresses[0];
+    let both: Vec<IpAddr> = vec!["10.9.0.1".parse().unwrap(), "10.9.0.2".parse().unwrap()];
+    wait_for(dns, &name("", "es", "default"), &both, false).await;
+    let stats = running.watch_stats.clone().unwrap();
+    let events = stats.events();
+    api.apply(&slice("es-a", &[("es-0", "10.9.0.1")])); // the removal arrives first
+    while stats.events() == events {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        addresses(dns, &name("es-1", "es", "default")).await.0,
+        ResponseCode::NoError,
+        "es-1 blinked out"
+    );
+    wait_for(dns, &name("", "es", "default"), &both, true).await;
+    api.apply(&slice("es-b", &[("es-1", "10.9.0.2")])); // then the addition
+    wait_for(dns, &name("es-1", "es", "default"), &both[1..], true).await;
+    running.stop().await;
+}

@@ -62,6 +62,9 @@ pub struct WatchSettings {
     /// Longest wait between retries of a failing watch (retries start at 800 ms or this,
     /// whichever is shorter, and double).
     pub max_backoff: Duration,
+    /// How long a ready endpoint that vanishes from its slice keeps answering, so a move
+    /// between slices written removal-first never blinks out.
+    pub departure_grace: Duration,
 }
 
 impl Default for WatchSettings {
@@ -70,9 +73,13 @@ impl Default for WatchSettings {
             namespaces: Vec::new(),
             label_selector: None,
             max_backoff: Duration::from_secs(30),
+            departure_grace: Duration::from_millis(500),
         }
     }
 }
+
+/// How often departed endpoints are checked for the end of their grace.
+const DEPARTURE_TICK: Duration = Duration::from_millis(100);
 
 /// kube-runtime's exponential backoff with jitter, capped at `max`, reset after two quiet
 /// minutes.
@@ -195,11 +202,19 @@ pub async fn run(
         .map(|(id, scope)| stream_for(&client, scope, id, &config, settings.max_backoff))
         .collect();
     let mut events = futures::stream::select_all(streams);
+    let mut writer = writer;
+    writer.set_departure_grace(settings.departure_grace);
     let mut synchronizer = Synchronizer::new(writer, scopes.clone(), stats.clone());
+    let mut ticks = tokio::time::interval(DEPARTURE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         let next = tokio::select! {
             next = events.next() => next,
+            _ = ticks.tick() => {
+                synchronizer.expire_departures(Instant::now());
+                continue;
+            }
             () = &mut shutdown => return,
         };
         let Some((id, event)) = next else { return };

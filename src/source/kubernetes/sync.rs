@@ -109,6 +109,11 @@ impl Synchronizer {
         }
     }
 
+    /// Ends the grace of endpoints that left their slice (see `index/departures.rs`).
+    pub fn expire_departures(&mut self, now: Instant) {
+        self.writer.expire_departures(now);
+    }
+
     /// Whether every stream has delivered its first complete list.
     pub fn is_synced(&self) -> bool {
         self.synced

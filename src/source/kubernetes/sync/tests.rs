@@ -308,3 +308,65 @@ fn a_bad_object_keeps_the_last_good_version() {
     services(&mut sync, SERVICES, vec![Event::Apply(unnamed)]);
     assert!(index.service("a", "db").is_some());
 }
+
+#[test]
+fn an_endpoint_moved_removal_first_never_leaves_the_answers() {
+    let (index, mut sync, _) = synced_cluster();
+    sync.writer
+        .set_departure_grace(std::time::Duration::from_secs(60));
+    // db-1 holds 10.0.0.1 and 10.0.0.2; 10.0.0.2 moves to a new slice db-2, removal first.
+    slices(
+        &mut sync,
+        SLICES,
+        vec![Event::Apply(slice("a", "db", "db-1", &["10.0.0.1"]))],
+    );
+    assert_eq!(
+        ready_ips(&index, "a", "db"),
+        ["10.0.0.1", "10.0.0.2"],
+        "kept during the move"
+    );
+    slices(
+        &mut sync,
+        SLICES,
+        vec![Event::Apply(slice("a", "db", "db-2", &["10.0.0.2"]))],
+    );
+    assert_eq!(ready_ips(&index, "a", "db"), ["10.0.0.1", "10.0.0.2"]);
+    // Once it arrived, its grace is over: deleting db-2 starts a new one, which ends.
+    slices(
+        &mut sync,
+        SLICES,
+        vec![Event::Delete(slice("a", "db", "db-2", &[]))],
+    );
+    assert_eq!(ready_ips(&index, "a", "db"), ["10.0.0.1", "10.0.0.2"]);
+    sync.expire_departures(Instant::now() + std::time::Duration::from_secs(61));
+    assert_eq!(
+        ready_ips(&index, "a", "db"),
+        ["10.0.0.1"],
+        "gone when the grace ends"
+    );
+}
+
+#[test]
+fn an_endpoint_that_turns_not_ready_first_leaves_at_once() {
+    let (index, mut sync, _) = synced_cluster();
+    sync.writer
+        .set_departure_grace(std::time::Duration::from_secs(60));
+    let mut sleepy = slice("a", "db", "db-1", &["10.0.0.1", "10.0.0.2"]);
+    sleepy.endpoints.as_mut().unwrap()[1]
+        .conditions
+        .as_mut()
+        .unwrap()
+        .ready = Some(false);
+    slices(&mut sync, SLICES, vec![Event::Apply(sleepy)]);
+    assert_eq!(ready_ips(&index, "a", "db"), ["10.0.0.1"]);
+    slices(
+        &mut sync,
+        SLICES,
+        vec![Event::Apply(slice("a", "db", "db-1", &["10.0.0.1"]))],
+    );
+    assert_eq!(
+        ready_ips(&index, "a", "db"),
+        ["10.0.0.1"],
+        "not ready first: no grace"
+    );
+}

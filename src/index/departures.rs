@@ -1,0 +1,97 @@
+//! Endpoints that left a slice without turning not-ready first, kept for a short grace.
+//!
+//! The EndpointSlice controller moves an endpoint between slices with two writes; if the one
+//! removing it arrives first, the endpoint would vanish from the answers until the other
+//! arrives. A ready endpoint that disappears from its slice without appearing in any other slice
+//! of its Service is therefore kept ("departing") for a grace period: it comes back for real
+//! when the other write arrives, or goes when the grace ends. An endpoint that turns not-ready
+//! first (the normal way a pod leaves) is removed at once, as are all endpoints of a deleted
+//! Service or of a complete list.
+//!
+//! Invariant: a departing endpoint's address is in none of its Service's stored slices.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use crate::model::EndpointSlice;
+
+/// One departed endpoint, as a one-endpoint slice that keeps its ports and family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Departed {
+    /// The endpoint, in a slice of its own.
+    pub slice: EndpointSlice,
+    /// When it stops being answered.
+    pub until: Instant,
+}
+
+/// The ready endpoints of `old` whose addresses are in none of `slices`, departing until `until`.
+pub fn departed_from(
+    old: &EndpointSlice,
+    slices: &BTreeMap<String, EndpointSlice>,
+    until: Instant,
+) -> Vec<Departed> {
+    let present: HashSet<IpAddr> = slices
+        .values()
+        .flat_map(|slice| {
+            slice
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().copied())
+        })
+        .collect();
+    old.endpoints
+        .iter()
+        .filter(|endpoint| endpoint.ready)
+        .filter(|endpoint| !endpoint.addresses.iter().any(|ip| present.contains(ip)))
+        .map(|endpoint| Departed {
+            slice: EndpointSlice {
+                endpoints: vec![endpoint.clone()],
+                ..old.clone_without_endpoints()
+            },
+            until,
+        })
+        .collect()
+}
+
+/// Drops departed endpoints whose grace ended or whose address is back in `slices`.
+pub fn prune(
+    departing: &mut Vec<Departed>,
+    slices: &BTreeMap<String, EndpointSlice>,
+    now: Instant,
+) {
+    if departing.is_empty() {
+        return;
+    }
+    let present: HashSet<IpAddr> = slices
+        .values()
+        .flat_map(|slice| {
+            slice
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().copied())
+        })
+        .collect();
+    departing.retain(|d| {
+        d.until > now
+            && !d
+                .slice
+                .endpoints
+                .iter()
+                .flat_map(|e| &e.addresses)
+                .any(|ip| present.contains(ip))
+    });
+}
+
+impl EndpointSlice {
+    /// This slice's identity, family and ports, with no endpoints.
+    fn clone_without_endpoints(&self) -> EndpointSlice {
+        EndpointSlice {
+            name: self.name.clone(),
+            service: self.service.clone(),
+            family: self.family,
+            ports: self.ports.clone(),
+            endpoints: Vec::new(),
+        }
+    }
+}
