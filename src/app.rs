@@ -229,7 +229,7 @@ fn start_file_source(
 ) -> Result<StartedSource, StartError> {
     let path: PathBuf = config.source.file.clone();
     let cidrs = config.source.pod_cidrs.clone();
-    let state = source::file::load(&path, &cidrs)?;
+    let (state, seen) = source::file::load_seen(&path, &cidrs)?;
     tracing::info!(
         file = %path.display(),
         services = state.services.len(),
@@ -242,10 +242,11 @@ fn start_file_source(
     let examples = example_queries(&state, &zone, address);
     writer.replace_all(state);
     writer.mark_synced();
-    let task = tokio::spawn(source::file::watch(
+    let task = tokio::spawn(source::file::watch_from(
         path,
         cidrs,
         config.source.poll_interval(),
+        Some(seen),
         move |state: ClusterState| writer.replace_all(state),
         shutdown.clone().cancelled_owned(),
     ));

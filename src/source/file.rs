@@ -29,7 +29,7 @@ use super::convert::{self, ConvertError, ObjectRef};
 use super::statefulset::{self, ExpandError, GeneratedPod, PodFacts, SelectorService};
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey};
 
-pub use watch::watch;
+pub use watch::{Seen, load_seen, watch, watch_from};
 
 /// The pod CIDR the demo cluster (`config/cluster.yaml`) assumes, kind's and flannel's default.
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";

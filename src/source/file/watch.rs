@@ -1,7 +1,8 @@
 //! Live reload of the cluster file: poll it, load it when it changes, deliver good states only.
 //!
 //! A change is seen in the file's metadata (modification time, length, device and inode, so a
-//! ConfigMap's symlink swap counts) and, every few polls, in a hash of its content (an edit
+//! ConfigMap's symlink swap counts) and, every 240 polls (a minute at the default poll), in a
+//! hash of its content (an edit
 //! within one mtime tick that keeps the length). Content whose hash was already loaded is not
 //! loaded again.
 //!
@@ -23,7 +24,7 @@ use tokio::time::MissedTickBehavior;
 use crate::model::ClusterState;
 
 /// Every this many polls the content is hashed even when the metadata looks unchanged.
-const HASH_EVERY: u32 = 4;
+const HASH_EVERY: u32 = 240;
 
 /// Polls `path` every `poll` and calls `on_change` with each newly loaded state, the first
 /// successful load included (so the caller needs no `load` of its own); returns when
@@ -32,6 +33,54 @@ pub async fn watch<F, S>(
     path: PathBuf,
     pod_cidrs: Vec<IpNet>,
     poll: Duration,
+    on_change: F,
+    shutdown: S,
+) where
+    F: FnMut(ClusterState) + Send,
+    S: Future<Output = ()>,
+{
+    watch_from(path, pod_cidrs, poll, None, on_change, shutdown).await;
+}
+
+/// What a load saw of the file, so the watcher does not load the same content again.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    stamp: Stamp,
+    hash: u64,
+}
+
+/// Loads the file as [`super::load`] does, and returns what the watcher needs to skip it.
+pub fn load_seen(
+    path: &Path,
+    pod_cidrs: &[IpNet],
+) -> Result<(ClusterState, Seen), super::FileError> {
+    let error = |e: std::io::Error| super::FileError {
+        path: path.to_owned(),
+        line: None,
+        item: None,
+        reason: Box::new(e.into()),
+    };
+    let meta = std::fs::metadata(path).map_err(error)?;
+    let text = std::fs::read_to_string(path).map_err(error)?;
+    let seen = Seen {
+        stamp: Stamp::of(&meta),
+        hash: hash_of(text.as_bytes()),
+    };
+    Ok((super::parse(path, &text, pod_cidrs)?, seen))
+}
+
+fn hash_of(bytes: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// [`watch`], starting from a load that already `seen` the file's current content.
+pub async fn watch_from<F, S>(
+    path: PathBuf,
+    pod_cidrs: Vec<IpNet>,
+    poll: Duration,
+    seen: Option<Seen>,
     mut on_change: F,
     shutdown: S,
 ) where
@@ -41,7 +90,11 @@ pub async fn watch<F, S>(
     tokio::pin!(shutdown);
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut poller = Poller::default();
+    let mut poller = Poller {
+        stamp: seen.map(|s| s.stamp),
+        hash: seen.map(|s| s.hash),
+        ..Poller::default()
+    };
     loop {
         tokio::select! {
             () = &mut shutdown => return,
@@ -63,6 +116,17 @@ struct Stamp {
 }
 
 /// The watcher's memory of the last poll.
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Stamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Poller {
     polls: u32,
@@ -80,12 +144,7 @@ impl Poller {
             Ok(meta) => meta,
             Err(e) => return self.fail(path, None, format!("cannot read the file: {e}")),
         };
-        let stamp = Stamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        };
+        let stamp = Stamp::of(&meta);
         if self.stamp == Some(stamp) && !self.polls.is_multiple_of(HASH_EVERY) {
             return None;
         }
@@ -94,9 +153,7 @@ impl Poller {
             Err(e) => return self.fail(path, None, format!("cannot read the file: {e}")),
         };
         self.stamp = Some(stamp);
-        let mut hasher = DefaultHasher::new();
-        bytes.hash(&mut hasher);
-        let hash = hasher.finish();
+        let hash = hash_of(&bytes);
         if self.hash == Some(hash) {
             self.failing = None;
             return None;
