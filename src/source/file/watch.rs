@@ -2,9 +2,8 @@
 //!
 //! A change is seen in the file's metadata (modification time, length, device and inode, so a
 //! ConfigMap's symlink swap counts) and, every 240 polls (a minute at the default poll), in a
-//! hash of its content (an edit
-//! within one mtime tick that keeps the length). Content whose hash was already loaded is not
-//! loaded again.
+//! hash of its content (an edit within one mtime tick that keeps the length). Content whose
+//! hash was already loaded, by the watcher or by the load at start, is not loaded again.
 //!
 //! Invariants:
 //! - `on_change` gets only complete, successfully loaded states; a broken edit or a vanished
