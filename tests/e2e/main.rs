@@ -14,5 +14,6 @@ mod files;
 mod golden;
 mod hostile;
 mod protocol;
+mod soak;
 mod support;
 mod watch;
