@@ -113,6 +113,33 @@ pub enum Problem {
     /// A count below zero.
     #[error("{0} is negative")]
     Negative(i64),
+    /// More entries than the Kubernetes API itself accepts.
+    #[error("{count} entries, more than the API's limit of {limit}")]
+    TooMany {
+        /// Entries found.
+        count: usize,
+        /// The API's limit.
+        limit: usize,
+    },
+}
+
+/// Endpoints per EndpointSlice the API accepts (`maxItems` in discovery/v1).
+pub const MAX_SLICE_ENDPOINTS: usize = 1000;
+/// Addresses per endpoint the API accepts (`maxItems` in discovery/v1).
+pub const MAX_ENDPOINT_ADDRESSES: usize = 100;
+/// Ports per EndpointSlice the API accepts (`maxItems` in discovery/v1).
+pub const MAX_SLICE_PORTS: usize = 100;
+
+fn check_count(
+    obj: &ObjectRef,
+    field: &str,
+    count: usize,
+    limit: usize,
+) -> Result<(), ConvertError> {
+    if count > limit {
+        return Err(obj.error(field, Problem::TooMany { count, limit }));
+    }
+    Ok(())
 }
 
 /// The namespace of an object: `metadata.namespace`, or `default` when absent or empty.
@@ -311,8 +338,12 @@ pub fn endpoint_slice(
         }
         other => return Err(obj.error("addressType", Problem::BadAddressType(other.to_owned()))),
     };
+    let raw_ports = slice.ports.as_deref().unwrap_or(&[]);
+    let raw_endpoints = slice.endpoints.as_deref().unwrap_or(&[]);
+    check_count(&obj, "ports", raw_ports.len(), MAX_SLICE_PORTS)?;
+    check_count(&obj, "endpoints", raw_endpoints.len(), MAX_SLICE_ENDPOINTS)?;
     let mut ports = Vec::new();
-    for (i, p) in slice.ports.as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, p) in raw_ports.iter().enumerate() {
         // A null port number means "all ports" and is useless to DNS: skip it.
         let Some(number) = p.port else { continue };
         ports.push(Port {
@@ -322,7 +353,7 @@ pub fn endpoint_slice(
         });
     }
     let mut endpoints = Vec::new();
-    for (i, ep) in slice.endpoints.as_deref().unwrap_or(&[]).iter().enumerate() {
+    for (i, ep) in raw_endpoints.iter().enumerate() {
         endpoints.push(endpoint(&obj, i, ep, family)?);
     }
     Ok(Some(EndpointSlice {
@@ -341,6 +372,8 @@ fn endpoint(
     ep: &discovery::Endpoint,
     family: AddressFamily,
 ) -> Result<Endpoint, ConvertError> {
+    let field = format!("endpoints[{i}].addresses");
+    check_count(obj, &field, ep.addresses.len(), MAX_ENDPOINT_ADDRESSES)?;
     let mut addresses = Vec::with_capacity(ep.addresses.len());
     for (j, text) in ep.addresses.iter().enumerate() {
         let field = format!("endpoints[{i}].addresses[{j}]");

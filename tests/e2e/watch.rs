@@ -488,3 +488,89 @@ async fn an_endpoint_moved_between_slices_removal_first_never_blinks_out() {
     wait_for(dns, &name("es-1", "es", "default"), &both[1..], true).await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn bad_api_objects_are_skipped_and_hide_nothing_else() {
+    use serde_json::json;
+    let api = TestApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut good = StatefulSetDriver::new(&api, "default", "good", "good");
+    good.create(3);
+    let service = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}})
+    };
+    let slice = |name: &str, service: &str, endpoints: Vec<serde_json::Value>| {
+        json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": [{"name": "web", "port": 80, "protocol": "TCP"}], "endpoints": endpoints})
+    };
+    let endpoint = |ip: String, hostname: &str| json!({"addresses": [ip], "hostname": hostname, "conditions": {"ready": true}});
+    // A Service name of 64 characters, an address that is not an IP, a hostname of 64
+    // characters, a slice of 10,000 endpoints, a slice without its service-name label.
+    api.apply(&service(&"x".repeat(64)));
+    api.apply(&service("bad"));
+    api.apply(&slice(
+        "bad-ip",
+        "bad",
+        vec![endpoint("10.0.0.x".into(), "bad-0")],
+    ));
+    api.apply(&slice(
+        "bad-host",
+        "bad",
+        vec![endpoint("10.7.0.1".into(), &"h".repeat(64))],
+    ));
+    let huge: Vec<_> = (0..10_000)
+        .map(|i| {
+            endpoint(
+                format!("10.8.{}.{}", i / 250, i % 250 + 1),
+                &format!("huge-{i}"),
+            )
+        })
+        .collect();
+    api.apply(&service("huge"));
+    api.apply(&slice("huge-1", "huge", huge));
+    let mut unlabelled = slice(
+        "orphan",
+        "good",
+        vec![endpoint("10.7.0.9".into(), "orphan-0")],
+    );
+    unlabelled["metadata"]["labels"] = json!({});
+    api.apply(&unlabelled);
+
+    let running = watch_with(&api, dir.path(), |_| {}).await;
+    let dns = running.addresses[0];
+    wait_for(dns, &name("", "good", "default"), &good.ready_ips(), false).await;
+    wait_for_rcode(
+        dns,
+        &name("", "bad", "default"),
+        RecordType::A,
+        ResponseCode::NXDomain,
+    )
+    .await;
+    wait_for_rcode(
+        dns,
+        &name("", "huge", "default"),
+        RecordType::A,
+        ResponseCode::NXDomain,
+    )
+    .await;
+    // The source keeps following the cluster after the bad objects.
+    good.scale(5);
+    wait_for(dns, &name("", "good", "default"), &good.ready_ips(), true).await;
+    api.apply(&slice(
+        "bad-ip",
+        "bad",
+        vec![endpoint("10.7.0.2".into(), "bad-0")],
+    ));
+    wait_for(
+        dns,
+        &name("bad-0", "bad", "default"),
+        &["10.7.0.2".parse().unwrap()],
+        false,
+    )
+    .await;
+    running.stop().await;
+}
