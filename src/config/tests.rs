@@ -1,0 +1,91 @@
+//! Config parsing and validation: defaults, unknown keys, each field's checks.
+
+use super::*;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = Config::parse("").unwrap();
+    assert_eq!(config, Config::default());
+    config.validate().unwrap();
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let error = Config::parse("[dns]\nzonez = [\"a\"]\n").unwrap_err();
+    assert!(error.contains("zonez"), "{error}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let error = Config::parse("[dns]\npositive_ttl = \"five\"\n").unwrap_err();
+    assert!(error.contains("positive_ttl"), "{error}");
+}
+
+#[test]
+fn invalid_values_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        ("[dns]\nzones = []\n", "dns.zones"),
+        ("[dns]\nzones = [\"a..b\"]\n", "dns.zones[0]"),
+        ("[dns]\nzones = [\".\"]\n", "dns.zones[0]"),
+        (
+            "[dns]\nreverse_zones = [\"in addr.arpa\"]\n",
+            "dns.reverse_zones",
+        ),
+        ("[dns]\nlisten = []\n", "dns.listen"),
+        ("[dns]\nmax_udp_payload = 100\n", "dns.max_udp_payload"),
+        (
+            "[source]\npoll_interval_ms = 0\n",
+            "source.poll_interval_ms",
+        ),
+        (
+            "[dns]\ntcp_idle_timeout_secs = 0\n",
+            "dns.tcp_idle_timeout_secs",
+        ),
+        (
+            "[limits]\ntcp_max_connections = 0\n",
+            "limits.tcp_max_connections",
+        ),
+        (
+            "[limits]\ntcp_max_connection_secs = 0\n",
+            "limits.tcp_max_connection_secs",
+        ),
+        (
+            "[limits]\ntcp_max_connection_secs = 99999999999\n",
+            "limits.tcp_max_connection_secs",
+        ),
+    ];
+    for (text, field) in cases {
+        let error = Config::parse(text).unwrap().validate().unwrap_err();
+        assert!(error.to_string().contains(field), "{text}: {error}");
+    }
+}
+
+#[test]
+fn limits_default_to_rrl_off_and_reject_unknown_keys() {
+    let limits = Config::parse("").unwrap().limits;
+    assert_eq!(limits.rrl_responses_per_second, 0, "RRL is off by default");
+    assert_eq!(limits.tcp_max_connections, 1000);
+    let error = Config::parse("[limits]\nrrl_rate = 5\n").unwrap_err();
+    assert!(error.contains("rrl_rate"), "{error}");
+}
+
+#[test]
+fn zone_names_are_lowercased_fqdns() {
+    assert_eq!(
+        parse_zone_name("Cluster.Local").unwrap().to_string(),
+        "cluster.local."
+    );
+    assert_eq!(
+        parse_zone_name("peers.example.").unwrap().to_string(),
+        "peers.example."
+    );
+}
+
+#[test]
+fn relative_cluster_file_follows_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peerdns.toml");
+    std::fs::write(&path, "[source]\nfile = \"c.yaml\"\n").unwrap();
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.source.file, dir.path().join("c.yaml"));
+}
