@@ -31,15 +31,7 @@ pub fn departed_from(
     slices: &BTreeMap<String, EndpointSlice>,
     until: Instant,
 ) -> Vec<Departed> {
-    let present: HashSet<IpAddr> = slices
-        .values()
-        .flat_map(|slice| {
-            slice
-                .endpoints
-                .iter()
-                .flat_map(|e| e.addresses.iter().copied())
-        })
-        .collect();
+    let present = addresses_in(slices);
     old.endpoints
         .iter()
         .filter(|endpoint| endpoint.ready)
@@ -63,15 +55,7 @@ pub fn prune(
     if departing.is_empty() {
         return;
     }
-    let present: HashSet<IpAddr> = slices
-        .values()
-        .flat_map(|slice| {
-            slice
-                .endpoints
-                .iter()
-                .flat_map(|e| e.addresses.iter().copied())
-        })
-        .collect();
+    let present = addresses_in(slices);
     departing.retain(|d| {
         d.until > now
             && !d
@@ -81,6 +65,19 @@ pub fn prune(
                 .flat_map(|e| &e.addresses)
                 .any(|ip| present.contains(ip))
     });
+}
+
+/// Every address in `slices`, ready or not.
+fn addresses_in(slices: &BTreeMap<String, EndpointSlice>) -> HashSet<IpAddr> {
+    slices
+        .values()
+        .flat_map(|slice| {
+            slice
+                .endpoints
+                .iter()
+                .flat_map(|e| e.addresses.iter().copied())
+        })
+        .collect()
 }
 
 impl EndpointSlice {

@@ -2,7 +2,7 @@
 //! same objects served by the test API server and watched, answer identically for every name.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use hickory_proto::op::Message;
 use hickory_proto::rr::{RData, RecordType};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::apiserver::TestApiServer;
-use crate::support::{Ask, Over, config_for, query, root};
+use crate::support::{Ask, Over, config_for, query, reverse_name, root};
 use crate::watch::watch_with;
 
 /// The explicit objects of `tests/clusters/rules.yaml`: every Service and EndpointSlice, but no
@@ -21,25 +21,6 @@ fn explicit_objects() -> Vec<Value> {
         .map(|document| Value::deserialize(document).expect("a YAML document"))
         .filter(|object| object["kind"] != "StatefulSet" && object["spec"]["selector"].is_null())
         .collect()
-}
-
-fn reverse_name(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-        }
-        IpAddr::V6(v6) => {
-            let nibbles: Vec<String> = v6
-                .octets()
-                .iter()
-                .rev()
-                .flat_map(|byte| [byte & 0xf, byte >> 4])
-                .map(|nibble| format!("{nibble:x}"))
-                .collect();
-            format!("{}.ip6.arpa.", nibbles.join("."))
-        }
-    }
 }
 
 /// Every name the cluster can answer for, plus negatives around them.

@@ -153,22 +153,7 @@ fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
         .flat_map(|n| types.iter().map(move |t| (n.clone(), *t)))
         .collect();
     for ip in reverse {
-        let name = match ip {
-            IpAddr::V4(v4) => {
-                let [a, b, c, d] = v4.octets();
-                format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-            }
-            IpAddr::V6(v6) => {
-                let nibbles: Vec<String> = v6
-                    .octets()
-                    .iter()
-                    .rev()
-                    .flat_map(|b| [b & 0xf, b >> 4])
-                    .map(|n| format!("{n:x}"))
-                    .collect();
-                format!("{}.ip6.arpa.", nibbles.join("."))
-            }
-        };
+        let name = crate::support::reverse_name(&ip);
         all.push((name, RecordType::PTR));
     }
     all

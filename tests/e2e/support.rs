@@ -135,3 +135,23 @@ fn rand_id(seed: &str) -> u16 {
     }
     hash
 }
+
+/// The reverse-lookup name of an address (`in-addr.arpa.` or `ip6.arpa.`).
+pub fn reverse_name(ip: &std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        std::net::IpAddr::V6(v6) => {
+            let nibbles: Vec<String> = v6
+                .octets()
+                .iter()
+                .rev()
+                .flat_map(|byte| [byte & 0xf, byte >> 4])
+                .map(|nibble| format!("{nibble:x}"))
+                .collect();
+            format!("{}.ip6.arpa.", nibbles.join("."))
+        }
+    }
+}

@@ -198,22 +198,12 @@ async fn a_recreated_pods_old_address_is_gone() {
     assert!(!all.contains(&old) && all.contains(&new), "{all:?}");
     let reverse = query(
         dns,
-        &Ask::new(&reverse_name(old), RecordType::PTR),
+        &Ask::new(&crate::support::reverse_name(&old), RecordType::PTR),
         Over::Udp,
     )
     .await;
     assert_eq!(reverse.metadata.response_code, ResponseCode::NXDomain);
     running.stop().await;
-}
-
-fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
-        }
-        IpAddr::V6(_) => unimplemented!("v4 only here"),
-    }
 }
 
 #[tokio::test]
