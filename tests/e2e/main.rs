@@ -11,6 +11,7 @@ mod deploy;
 mod equivalence;
 mod fastpath;
 mod files;
+mod fuzz_regressions;
 mod golden;
 mod hostile;
 mod protocol;
