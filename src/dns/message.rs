@@ -4,6 +4,7 @@
 //!  bytes -> header readable? -- no --> drop
 //!        -> a response?      -- yes -> drop (no reflection)
 //!        -> body parses?     -- no --> FORMERR (header only)
+//!        -> name compressed? -- yes -> FORMERR (header and OPT, no question)
 //!        -> EDNS version 0?  -- no --> BADVERS
 //!        -> opcode QUERY?    -- no --> NOTIMP
 //!        -> one question?    -- no --> FORMERR
@@ -12,7 +13,9 @@
 //! ```
 //!
 //! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
-//! question is echoed exactly as sent, case included) and encoding its `MessageResponse`.
+//! question is echoed exactly as sent, case included) and encoding its `MessageResponse`. A
+//! question name with a compression pointer is not echoed: the pointer would lead elsewhere in
+//! the response, which then would not parse.
 //!
 //! Invariants (R12): a UDP answer fits 512 bytes, or the client's EDNS size capped by config;
 //! additional records are dropped first, TC is set only when answer records had to go, and then
@@ -152,6 +155,12 @@ impl Responder {
                 None => CLASSIC_UDP_LIMIT,
             },
         };
+        if !is_uncompressed(&request.queries) {
+            // Echoed as sent, a compression pointer would point at other bytes in the response.
+            outcome.rcode = Some(ResponseCode::FormErr);
+            let response = question_less(&request.metadata, edns.as_ref(), ResponseCode::FormErr);
+            return (Some(response), outcome);
+        }
         let reply = |rcode: ResponseCode, answer: Option<Answer>| {
             let answer = answer.unwrap_or_else(|| empty_answer(rcode));
             encode_to_fit(
@@ -278,10 +287,34 @@ fn encode(
 
 /// A response with only a header (used when the question cannot be read).
 fn header_only(request: &Metadata, rcode: ResponseCode) -> Vec<u8> {
+    question_less(request, None, rcode)
+}
+
+/// A response with a header and the OPT record when given, but no question.
+fn question_less(request: &Metadata, edns: Option<&Edns>, rcode: ResponseCode) -> Vec<u8> {
     let Ok(queries) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
         return Vec::new();
     };
     let answer = empty_answer(rcode);
     let metadata = response_metadata(request, &answer);
-    encode(&queries, None, metadata, &answer).unwrap_or_default()
+    encode(&queries, edns, metadata, &answer).unwrap_or_default()
+}
+
+/// Whether no question name uses a compression pointer. The question is echoed byte for
+/// byte, and a pointer in it can only point into the request's header (which the response
+/// does not repeat) or into another question, so only uncompressed questions can be echoed.
+fn is_uncompressed(queries: &Queries) -> bool {
+    let bytes = queries.as_bytes();
+    let mut at = 0;
+    for _ in queries.queries() {
+        loop {
+            match bytes.get(at).copied() {
+                Some(0) => break,
+                Some(length) if length <= 63 => at += 1 + usize::from(length),
+                _ => return false,
+            }
+        }
+        at += 1 + 4; // the root label, type and class
+    }
+    true
 }

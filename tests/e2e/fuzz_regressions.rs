@@ -10,7 +10,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
+use peerdns::dns::Transport;
 
 #[path = "../fuzz/src/invariants.rs"]
 mod invariants;
@@ -58,6 +60,32 @@ fn api_object_seeds_keep_the_invariants() {
         let value = serde_json::from_slice(&bytes).unwrap();
         check_api_object(&value);
     }
+}
+
+/// Found by `query` (2026-11-21), minimized by hand: the question's name is a compression
+/// pointer to offset 2 (the request's flags, which read as the name `\000.`). The question was
+/// echoed as sent, and in the response the pointer met the response's flags (`0x81`, not a
+/// label): the response did not parse. Now FORMERR with no question.
+const COMPRESSED_QUESTION: &[u8] = &[
+    0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, // header: RD, one question
+    0xc0, 0x02, 0, 1, 0, 1, // name: pointer to offset 2; type A, class IN
+];
+
+#[test]
+fn a_compressed_question_is_not_echoed() {
+    let server = Server::rules();
+    check_query(&server, COMPRESSED_QUESTION);
+    let response = server
+        .responder
+        .respond(
+            COMPRESSED_QUESTION,
+            "192.0.2.1:53".parse().unwrap(),
+            Transport::Udp,
+        )
+        .unwrap();
+    let message = Message::from_vec(&response).unwrap();
+    assert_eq!(message.metadata.response_code, ResponseCode::FormErr);
+    assert!(message.queries.is_empty());
 }
 
 /// Questions for the query seeds: every rule's name, and the awkward shapes (no OPT, large
