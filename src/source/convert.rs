@@ -7,6 +7,8 @@
 //! Invariants:
 //! - namespace, Service name and hostname are DNS-1123 labels, and slice and pod names DNS-1123
 //!   subdomains; anything else (uppercase included, as Kubernetes rejects it) is an error;
+//! - an ExternalName target is a DNS-1123 subdomain once one trailing dot is dropped and it is
+//!   lowercased (the model's target has no trailing dot);
 //! - an object with no namespace is in `default`, as `kubectl apply` would put it;
 //! - every error names the object (`Service default/kubia`) and the field path
 //!   (`spec.ports[0].port`);
@@ -276,9 +278,9 @@ fn service_kind(
             .strip_suffix('.')
             .unwrap_or(target)
             .to_ascii_lowercase();
-        if target.is_empty() {
-            return Err(obj.error("spec.externalName", Problem::Missing));
-        }
+        // One trailing dot (an absolute name) is allowed, as Kubernetes allows it; what is
+        // left must be a DNS-1123 subdomain (lowercased: peerdns accepts any case).
+        let target = check_subdomain(obj, "spec.externalName", &target)?;
         return Ok(ServiceKind::ExternalName(target));
     }
     let (field, ips): (&str, Vec<&str>) = match spec.cluster_ips.as_deref() {

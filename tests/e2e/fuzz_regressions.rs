@@ -88,6 +88,22 @@ fn a_compressed_question_is_not_echoed() {
     assert!(message.queries.is_empty());
 }
 
+/// Found by `api_objects` (2026-11-21), minimized by hand: an ExternalName target with two
+/// trailing dots kept one after conversion, against the model's "no trailing dot" (and it was
+/// no DNS name at all: the Service's name answered NXDOMAIN). Now a conversion error, as
+/// Kubernetes would reject the object.
+const EXTERNAL_NAME_TWO_DOTS: &str = r#"{"apiVersion": "v1", "kind": "Service",
+    "metadata": {"name": "a"}, "spec": {"type": "ExternalName", "externalName": "db.example.."}}"#;
+
+#[test]
+fn an_external_name_that_is_no_dns_name_is_refused() {
+    let value: serde_json::Value = serde_json::from_str(EXTERNAL_NAME_TWO_DOTS).unwrap();
+    check_api_object(&value);
+    let service = serde_json::from_value(value).unwrap();
+    let error = peerdns::source::convert::service(&service).unwrap_err();
+    assert_eq!(error.field, "spec.externalName");
+}
+
 /// Questions for the query seeds: every rule's name, and the awkward shapes (no OPT, large
 /// answers that must be truncated, mixed case, names outside the zones).
 const QUESTIONS: &[(&str, RecordType, Option<u16>)] = &[

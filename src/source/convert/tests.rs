@@ -141,6 +141,14 @@ fn service_errors() {
             "metadata: {name: a}\nspec: {type: ExternalName}",
             "field spec.externalName: missing",
         ),
+        (
+            "metadata: {name: a}\nspec: {type: ExternalName, externalName: db.example..}",
+            "field spec.externalName: \"db.example.\" is not a DNS-1123 subdomain",
+        ),
+        (
+            "metadata: {name: a}\nspec: {type: ExternalName, externalName: db_1.example}",
+            "field spec.externalName: \"db_1.example\"",
+        ),
     ];
     for (yaml, want) in cases {
         let err = svc(yaml).expect_err(yaml).to_string();
