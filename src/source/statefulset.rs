@@ -154,6 +154,10 @@ fn pod_spec_facts(
     Ok(facts)
 }
 
+/// Most pods one StatefulSet in a cluster file may expand to: far above any real StatefulSet,
+/// and low enough that a typo (`replicas: 2000000000`) is an error, not an exhausted memory.
+pub const MAX_REPLICAS: usize = 100_000;
+
 /// The pods an apps/v1 StatefulSet would create, without addresses.
 pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, ConvertError> {
     let obj = ObjectRef::new("StatefulSet", &sts.metadata);
@@ -161,6 +165,14 @@ pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, Co
     let name = convert::check_subdomain(&obj, "metadata.name", &obj.name)?;
     let spec = &sts.spec;
     let replicas = non_negative(&obj, "spec.replicas", spec.replicas.unwrap_or(1))?;
+    if replicas as usize > MAX_REPLICAS {
+        let count = replicas as usize;
+        let problem = Problem::TooMany {
+            count,
+            limit: MAX_REPLICAS,
+        };
+        return Err(obj.error("spec.replicas", problem));
+    }
     let start = non_negative(
         &obj,
         "spec.ordinals.start",

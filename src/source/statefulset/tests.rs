@@ -369,3 +369,19 @@ fn publish_not_ready_addresses() {
     assert!(slices[0].endpoints[0].ready);
     assert!(slices[0].ports.is_empty());
 }
+
+#[test]
+fn absurd_replica_counts_are_an_error_naming_the_field() {
+    let sts: apps::StatefulSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "huge", "namespace": "default"},
+        "spec": {"serviceName": "huge", "replicas": 2_000_000_000,
+                 "selector": {"matchLabels": {"app": "huge"}},
+                 "template": {"metadata": {"labels": {"app": "huge"}}}}
+    }))
+    .unwrap();
+    let error = statefulset_pods(&sts).unwrap_err().to_string();
+    assert!(
+        error.contains("spec.replicas") && error.contains("100000"),
+        "{error}"
+    );
+}
