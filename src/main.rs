@@ -187,6 +187,10 @@ async fn serve(config: Config) -> Result<()> {
             config.dns.zones.join(", ")
         );
     }
+    println!(
+        "admin: http://{}/readyz, /metrics, /debug/explain?name=...",
+        running.admin_address
+    );
     match config.source.kind {
         SourceKind::File => println!("cluster file: {}", config.source.file.display()),
         SourceKind::Kubernetes => println!("watching the Kubernetes API"),
