@@ -6,11 +6,13 @@
 //!  cluster file / watch -> source (k8s objects -> model types; objects dropped at the edge)
 //!                       -> index::IndexWriter (one writer; rebuilds one Service per change)
 //!                       -> index::Index (DashMap of Arc<ServiceRecords>, read without locks held)
-//!  UDP/TCP query        -> dns::server -> dns::message -> dns::answer (R1-R13) -> bytes
+//!  UDP query            -> dns::udp (per-worker socket, batched) -> dns::fast (replay cache)
+//!                                     \-- miss --> dns::message -> dns::answer (R1-R13) -> bytes
+//!  TCP query            -> dns::tcp -> dns::message -> dns::answer -> bytes
 //! ```
 //!
 //! - [`model`]: the small types every source produces;
-//! - [`source`]: the static cluster file (and, later, the Kubernetes watch);
+//! - [`source`]: the static cluster file and the Kubernetes watch;
 //! - [`index`]: the published records, one immutable `Arc` per Service;
 //! - [`dns`]: parsing, answer rules, encoding, transports;
 //! - [`config`]: the TOML file and its defaults;
@@ -19,7 +21,8 @@
 //! - [`app`]: wires them together for the binary and the end-to-end tests.
 //!
 //! Architecture invariants: `dns` and `index` never name a kube or k8s-openapi type; only the
-//! index writer mutates the index.
+//! index writer mutates the index; the index's serial moves after every publish, and the fast
+//! path replays nothing computed under an older serial; `unsafe` lives in `dns::batch` only.
 
 pub mod admin;
 pub mod app;

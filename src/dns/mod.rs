@@ -9,7 +9,8 @@
 //!                                            v
 //!                                         name.rs (pure parser)
 //!
-//!  udp.rs: response --> ratelimit.rs (per client prefix, when on) --> socket
+//!  udp.rs: batch.rs (recvmmsg) --> fast.rs (replay, else message.rs) --> ratelimit.rs (when on)
+//!          --> batch.rs (sendmmsg)
 //!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
 //! ```
 //!
