@@ -2,7 +2,7 @@
 //!
 //! A [`Batch`] owns fixed buffers for up to [`BATCH`] datagrams. [`Batch::receive`] fills them
 //! with one system call (blocking for the first datagram up to the socket's read timeout, then
-//! taking whatever else is queued); [`Batch::send`] sends a list of replies with as few calls as
+//! taking whatever else is queued); [`send_all`] sends a list of replies with as few calls as
 //! the kernel allows.
 //!
 //! Safety argument, for every `unsafe` block here: the `mmsghdr`, `iovec` and address arrays
