@@ -434,23 +434,39 @@ async fn namespaces_and_label_selectors_limit_what_is_served() {
     selected.stop().await;
 }
 
+/// A headless Service with one port, `web` 80, in `default`, as the API returns it.
+fn headless_service_json(name: &str) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}})
+}
+
+/// An IPv4 EndpointSlice of `service` in `default`, port `web` 80.
+fn slice_json(name: &str, service: &str, endpoints: Vec<serde_json::Value>) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": [{"name": "web", "port": 80, "protocol": "TCP"}],
+        "endpoints": endpoints})
+}
+
+/// A ready endpoint with a hostname.
+fn ready_endpoint_json(ip: &str, hostname: &str) -> serde_json::Value {
+    serde_json::json!({"addresses": [ip], "hostname": hostname, "conditions": {"ready": true}})
+}
+
 #[tokio::test]
 async fn an_endpoint_moved_between_slices_removal_first_never_blinks_out() {
-    use serde_json::json;
     let api = TestApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let slice = |name: &str, ips: &[(&str, &str)]| {
-        let endpoints: Vec<_> = ips
+        let endpoints = ips
             .iter()
-            .map(|(pod, ip)| json!({"addresses": [ip], "hostname": pod, "conditions": {"ready": true}}))
+            .map(|(pod, ip)| ready_endpoint_json(ip, pod))
             .collect();
-        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-               "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": "es"}},
-               "addressType": "IPv4", "ports": [{"name": "http", "port": 9200, "protocol": "TCP"}],
-               "endpoints": endpoints})
+        slice_json(name, "es", endpoints)
     };
-    api.apply(&json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "es", "namespace": "default"},
-                      "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 9200}]}}));
+    api.apply(&headless_service_json("es"));
     api.apply(&slice(
         "es-a",
         &[("es-0", "10.9.0.1"), ("es-1", "10.9.0.2")],
@@ -481,23 +497,12 @@ async fn an_endpoint_moved_between_slices_removal_first_never_blinks_out() {
 
 #[tokio::test]
 async fn bad_api_objects_are_skipped_and_hide_nothing_else() {
-    use serde_json::json;
     let api = TestApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut good = StatefulSetDriver::new(&api, "default", "good", "good");
     good.create(3);
-    let service = |name: &str| {
-        json!({"apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}})
-    };
-    let slice = |name: &str, service: &str, endpoints: Vec<serde_json::Value>| {
-        json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4", "ports": [{"name": "web", "port": 80, "protocol": "TCP"}], "endpoints": endpoints})
-    };
-    let endpoint = |ip: String, hostname: &str| json!({"addresses": [ip], "hostname": hostname, "conditions": {"ready": true}});
+    let (service, slice) = (headless_service_json, slice_json);
+    let endpoint = |ip: String, hostname: &str| ready_endpoint_json(&ip, hostname);
     // A Service name of 64 characters, an address that is not an IP, a hostname of 64
     // characters, a slice of 10,000 endpoints, a slice without its service-name label.
     api.apply(&service(&"x".repeat(64)));
@@ -527,7 +532,7 @@ async fn bad_api_objects_are_skipped_and_hide_nothing_else() {
         "good",
         vec![endpoint("10.7.0.9".into(), "orphan-0")],
     );
-    unlabelled["metadata"]["labels"] = json!({});
+    unlabelled["metadata"]["labels"] = serde_json::json!({});
     api.apply(&unlabelled);
 
     let running = watch_with(&api, dir.path(), |_| {}).await;
