@@ -155,11 +155,6 @@ impl ServiceRecords {
         }
     }
 
-    /// Whether this is a headless Service.
-    pub fn is_headless(&self) -> bool {
-        matches!(self.kind, ServiceKind::Headless)
-    }
-
     /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP.
     pub fn endpoints_labelled<'a>(
         &'a self,

@@ -177,11 +177,6 @@ impl IndexWriter {
         self.shared.synced.store(true, Ordering::Release);
     }
 
-    /// Number of Services the writer holds state for (published or waiting for their Service).
-    pub fn tracked_services(&self) -> usize {
-        self.services.len()
-    }
-
     /// The keys of every stored Service object (not of slices waiting for their Service).
     pub fn service_keys(&self) -> impl Iterator<Item = &ServiceKey> + '_ {
         self.services

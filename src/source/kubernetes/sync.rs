@@ -114,11 +114,6 @@ impl Synchronizer {
         self.writer.expire_departures(now);
     }
 
-    /// Whether every stream has delivered its first complete list.
-    pub fn is_synced(&self) -> bool {
-        self.synced
-    }
-
     /// Applies one event of stream `stream`, received at `arrived`.
     pub fn handle(&mut self, stream: usize, change: Change, arrived: Instant) {
         if stream >= self.streams.len() {
