@@ -36,14 +36,8 @@ const HEADER_LEN: usize = 12;
 const RD: u8 = 0x01;
 const CD: u8 = 0x10;
 
-/// What identifies a response up to ID, RD, CD and the question's case.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    /// The question name in wire form, ASCII-lowercased, then type and class.
-    question: Box<[u8]>,
-    /// `None` without OPT, else the UDP size the client offered (clamped when used).
-    edns_payload: Option<u16>,
-}
+/// Longest key: a question (name of at most 255 bytes, type, class) and the EDNS marker.
+const MAX_KEY: usize = 255 + 4 + 3;
 
 /// A plain query's shape, read without allocating.
 #[derive(Clone, Copy, Debug)]
@@ -105,17 +99,32 @@ fn empty_opt(record: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes([hi, lo]))
 }
 
-fn key_of(plain: &Plain<'_>) -> Key {
-    Key {
-        question: plain.question.to_ascii_lowercase().into_boxed_slice(),
-        edns_payload: plain.edns_payload,
+/// What identifies a response up to ID, RD, CD and the question's case, written into `buffer`
+/// (no allocation on a lookup): the question ASCII-lowercased, then `0` without OPT or `1` and
+/// the UDP size the client offered.
+fn key_of<'b>(plain: &Plain<'_>, buffer: &'b mut [u8; MAX_KEY]) -> &'b [u8] {
+    let question = plain.question;
+    buffer[..question.len()].copy_from_slice(question);
+    buffer[..question.len()].make_ascii_lowercase();
+    let mut end = question.len();
+    match plain.edns_payload {
+        None => {
+            buffer[end] = 0;
+            end += 1;
+        }
+        Some(payload) => {
+            buffer[end] = 1;
+            buffer[end + 1..end + 3].copy_from_slice(&payload.to_be_bytes());
+            end += 3;
+        }
     }
+    &buffer[..end]
 }
 
 /// One receive loop's cache of encoded responses.
 #[derive(Debug)]
 pub struct AnswerCache {
-    entries: HashMap<Key, Box<[u8]>>,
+    entries: HashMap<Box<[u8]>, Box<[u8]>>,
     serial: u32,
     capacity: usize,
 }
@@ -146,7 +155,8 @@ impl AnswerCache {
         let Some(plain) = plain(request) else {
             return false;
         };
-        let Some(cached) = self.entries.get(&key_of(&plain)) else {
+        let mut key = [0u8; MAX_KEY];
+        let Some(cached) = self.entries.get(key_of(&plain, &mut key)) else {
             return false;
         };
         out.clear();
@@ -167,7 +177,9 @@ impl AnswerCache {
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
-        self.entries.insert(key_of(&plain), response.into());
+        let mut key = [0u8; MAX_KEY];
+        self.entries
+            .insert(key_of(&plain, &mut key).into(), response.into());
     }
 
     /// Number of cached responses.
@@ -272,9 +284,10 @@ mod tests {
     fn keys_ignore_case_and_patching_restores_it() {
         let lower = query(b"\x05kubia\x07default\x03svc\x00", None);
         let mixed = query(NAME, None);
+        let (mut a, mut b) = ([0u8; MAX_KEY], [0u8; MAX_KEY]);
         assert_eq!(
-            key_of(&plain(&lower).unwrap()),
-            key_of(&plain(&mixed).unwrap())
+            key_of(&plain(&lower).unwrap(), &mut a),
+            key_of(&plain(&mixed).unwrap(), &mut b)
         );
         let mut cache = AnswerCache::new(4);
         let serial = cache.sync(7);
