@@ -22,6 +22,33 @@ use peerdns::dns::{Responder, Transport};
 use peerdns::index::Index;
 use peerdns::metrics::Metrics;
 
+/// Counts live heap bytes, so the benchmark can report the index's memory per endpoint.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only adds a counter.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_heap() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 const SOURCE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
 
 fn arg(name: &str, default: usize) -> usize {
@@ -77,6 +104,7 @@ fn main() {
     let (services, pods) = (arg("--services", 20_000), arg("--pods", 5));
     println!("cluster: {services} Services x {pods} endpoints");
 
+    let base = live_heap();
     let text = cluster_text(services, pods);
     let started = Instant::now();
     let state =
@@ -93,6 +121,17 @@ fn main() {
         loaded.as_secs_f64() * 1e3
     );
     drop(text);
+    let endpoints = (services * pods).max(1);
+    let heap = live_heap().saturating_sub(base);
+    drop(writer);
+    let index_heap = live_heap().saturating_sub(base);
+    println!(
+        "heap after load: {:.1} MiB ({} bytes per endpoint); the served index alone {:.1} MiB ({} bytes per endpoint)",
+        heap as f64 / f64::from(1 << 20),
+        heap / endpoints,
+        index_heap as f64 / f64::from(1 << 20),
+        index_heap / endpoints,
+    );
 
     let authority = peerdns::app::authority(&Config::default()).unwrap();
     let responder = Responder::new(authority, index.clone(), 1232, Arc::new(Metrics::default()));
