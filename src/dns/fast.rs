@@ -41,14 +41,15 @@ const MAX_KEY: usize = 255 + 4 + 3;
 
 /// A plain query's shape, read without allocating.
 #[derive(Clone, Copy, Debug)]
-struct Plain<'a> {
+pub(crate) struct Plain<'a> {
     /// Question bytes (name, type, class) as sent.
-    question: &'a [u8],
-    edns_payload: Option<u16>,
+    pub question: &'a [u8],
+    /// The UDP size offered by the client's OPT record, when it sent one.
+    pub edns_payload: Option<u16>,
 }
 
 /// Reads `request` as a plain query, or `None` for anything the general path must see.
-fn plain(request: &[u8]) -> Option<Plain<'_>> {
+pub(crate) fn plain(request: &[u8]) -> Option<Plain<'_>> {
     let header = request.get(..HEADER_LEN)?;
     let flags = header[2];
     // QR clear, opcode QUERY, TC clear; rcode and Z clear.

@@ -91,6 +91,11 @@ impl Responder {
         &self.metrics
     }
 
+    /// The largest UDP response this responder sends (the EDNS size it offers).
+    pub fn max_udp_payload(&self) -> u16 {
+        self.max_udp_payload
+    }
+
     /// The index this responder reads.
     pub fn index(&self) -> &Index {
         &self.index

@@ -9,8 +9,8 @@
 //!                                            v
 //!                                         name.rs (pure parser)
 //!
-//!  udp.rs: batch.rs (recvmmsg) --> fast.rs (replay, else message.rs) --> ratelimit.rs (when on)
-//!          --> batch.rs (sendmmsg)
+//!  udp.rs: batch.rs (recvmmsg) --> direct.rs (common questions, written by wire.rs)
+//!          else fast.rs (replay) else message.rs --> ratelimit.rs (when on) --> batch.rs (sendmmsg)
 //!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
 //! ```
 //!
@@ -18,6 +18,7 @@
 
 pub mod answer;
 pub mod batch;
+pub mod direct;
 pub mod fast;
 pub mod message;
 pub mod name;
@@ -25,6 +26,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod tcp;
 pub mod udp;
+pub mod wire;
 
 pub use answer::Authority;
 pub use message::{Responder, Transport};

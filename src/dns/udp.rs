@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::batch::{BATCH, Batch, send_all};
+use super::direct::Direct;
 use super::fast::{AnswerCache, DEFAULT_CAPACITY};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
@@ -60,8 +61,12 @@ pub fn serve_udp(
         debug!(%error, "cannot set the udp read timeout");
     }
     let mut batch = Batch::default();
-    let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
-    let mut replies: Vec<(Vec<u8>, SocketAddr)> = Vec::with_capacity(BATCH);
+    let mut fast = FastPath::default();
+    // One reply buffer per datagram of a batch, reused: a steady stream allocates nothing.
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut replies: Vec<(Vec<u8>, SocketAddr)> = (0..BATCH)
+        .map(|_| (Vec::with_capacity(512), unspecified))
+        .collect();
     while !shutdown.is_cancelled() {
         let count = match batch.receive(&socket) {
             Ok(count) => count,
@@ -78,48 +83,101 @@ pub fn serve_udp(
                 continue;
             }
         };
-        replies.clear();
+        let mut used = 0;
         for i in 0..count {
             let Some((request, peer)) = batch.datagram(i) else {
                 continue;
             };
-            let Some(reply) = answer(&responder, &mut cache, request, peer) else {
+            let (reply, address) = &mut replies[used];
+            if !answer_into(&responder, &mut fast, request, peer, reply) {
                 continue;
-            };
-            let reply = match &limiter {
-                None => reply,
-                Some(limiter) => match limiter.filter(peer.ip(), &reply) {
-                    Some(Cow::Borrowed(_)) => reply,
-                    Some(Cow::Owned(slipped)) => slipped,
+            }
+            if let Some(limiter) = &limiter {
+                match limiter.filter(peer.ip(), reply) {
+                    Some(Cow::Borrowed(_)) => {}
+                    Some(Cow::Owned(slipped)) => *reply = slipped,
                     None => continue,
-                },
-            };
-            replies.push((reply, peer));
+                }
+            }
+            *address = peer;
+            used += 1;
         }
-        send_all(&socket, &replies);
+        send_all(&socket, &replies[..used]);
     }
 }
 
-/// The response to one datagram: replayed from `cache` when it can be, else from the general
-/// path (and then cached). `None` when the datagram must be dropped.
+/// One receive loop's fast paths: the direct answerer and the replay cache.
+#[derive(Debug)]
+pub struct FastPath {
+    direct: Direct,
+    cache: AnswerCache,
+}
+
+impl Default for FastPath {
+    fn default() -> Self {
+        Self {
+            direct: Direct::default(),
+            cache: AnswerCache::new(DEFAULT_CAPACITY),
+        }
+    }
+}
+
+/// The response to one datagram: written directly when the direct path takes the question,
+/// else replayed from the cache, else from the general path (and then cached). `None` when
+/// the datagram must be dropped.
 pub fn answer(
     responder: &Responder,
-    cache: &mut AnswerCache,
+    fast: &mut FastPath,
     request: &[u8],
     peer: SocketAddr,
 ) -> Option<Vec<u8>> {
+    let mut reply = Vec::new();
+    answer_into(responder, fast, request, peer, &mut reply).then_some(reply)
+}
+
+/// [`answer`] into a reused buffer; false when the datagram must be dropped.
+fn answer_into(
+    responder: &Responder,
+    fast: &mut FastPath,
+    request: &[u8],
+    peer: SocketAddr,
+    reply: &mut Vec<u8>,
+) -> bool {
     let index = responder.index();
     if !index.is_synced() {
-        return responder.respond(request, peer, Transport::Udp);
+        return general(responder, request, peer, reply);
     }
     let started = Instant::now();
-    let serial = cache.sync(index.serial());
-    let mut replayed = Vec::new();
-    if cache.answer(request, &mut replayed) {
-        responder.record_replayed(&replayed, started.elapsed());
-        return Some(replayed);
+    if let Some(outcome) = fast.direct.answer(
+        responder.authority(),
+        index,
+        responder.max_udp_payload(),
+        request,
+        reply,
+    ) {
+        responder
+            .metrics()
+            .record(Transport::Udp, outcome, started.elapsed());
+        return true;
     }
-    let response = responder.respond(request, peer, Transport::Udp)?;
-    cache.store(request, &response, serial);
-    Some(response)
+    let serial = fast.cache.sync(index.serial());
+    if fast.cache.answer(request, reply) {
+        responder.record_replayed(reply, started.elapsed());
+        return true;
+    }
+    if !general(responder, request, peer, reply) {
+        return false;
+    }
+    fast.cache.store(request, reply, serial);
+    true
+}
+
+fn general(responder: &Responder, request: &[u8], peer: SocketAddr, reply: &mut Vec<u8>) -> bool {
+    match responder.respond(request, peer, Transport::Udp) {
+        Some(response) => {
+            *reply = response;
+            true
+        }
+        None => false,
+    }
 }

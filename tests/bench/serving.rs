@@ -1,5 +1,6 @@
-//! In-process costs of serving (DESIGN.md P1, P5): answering per query type through the
-//! general path and through the fast path's replay, and loading a large cluster.
+//! In-process costs of serving (DESIGN.md P1, P3, P5): answering per query type through the
+//! general path, the direct path (written from the index) and the replay cache; loading a
+//! large cluster, and the heap it takes.
 //!
 //! Figures are nanoseconds per query and a ratio against the general path measured in the same
 //! run (the machine is shared and noisy: compare ratios, not absolute numbers).
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use peerdns::config::{Config, SrvTargetStyle};
+use peerdns::dns::direct::Direct;
 use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::Index;
@@ -156,8 +158,8 @@ fn main() {
         ("PTR", "4.0.128.10.in-addr.arpa.", RecordType::PTR),
     ];
     println!(
-        "{:<16} {:>12} {:>12} {:>8}",
-        "query", "general ns", "fast ns", "ratio"
+        "{:<16} {:>11} {:>10} {:>10} {:>13} {:>13}",
+        "query", "general ns", "direct ns", "replay ns", "general/direct", "general/replay"
     );
     let rounds = 200_000;
     for (label, name, rtype) in cases {
@@ -179,11 +181,28 @@ fn main() {
             assert!(cache.answer(request, &mut out));
             std::hint::black_box(&out);
         });
+        let mut direct = Direct::default();
+        let authority = responder.authority();
+        let taken = direct
+            .answer(authority, &index, 1232, &requests[0], &mut out)
+            .is_some();
+        let direct_time = per_query(rounds, |i| {
+            let request = &requests[i as usize % requests.len()];
+            std::hint::black_box(direct.answer(authority, &index, 1232, request, &mut out));
+        });
+        let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
+        let direct_column = if taken {
+            format!("{}", direct_time.as_nanos())
+        } else {
+            "(general)".to_string()
+        };
         println!(
-            "{label:<16} {:>12} {:>12} {:>8.1}",
+            "{label:<16} {:>11} {:>10} {:>10} {:>13.1} {:>13.1}",
             general.as_nanos(),
+            direct_column,
             fast.as_nanos(),
-            general.as_secs_f64() / fast.as_secs_f64().max(1e-12)
+            ratio(general, if taken { direct_time } else { general }),
+            ratio(general, fast)
         );
     }
 }

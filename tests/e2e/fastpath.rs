@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use hickory_proto::rr::RecordType;
 use peerdns::config::{Config, SrvTargetStyle};
+use peerdns::dns::direct::Direct;
 use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::{Index, IndexWriter, dashed_ip};
@@ -225,6 +226,116 @@ fn every_name_and_type_is_the_same_bytes_through_both_paths() {
         }
     }
     assert!(replayed > 4000);
+}
+
+/// Which kind of response the direct path wrote, read from its bytes: (rcode, answers).
+fn shape(response: &[u8]) -> (u8, u16) {
+    (
+        response[3] & 0x0f,
+        u16::from_be_bytes([response[6], response[7]]),
+    )
+}
+
+#[test]
+fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() {
+    let (responder, index, mut writer) = responder();
+    let keys = generate(&mut writer, 0x5851_f42d_4c95_7f2d);
+    writer.mark_synced();
+    let mut rng = Rng(11);
+    let mut direct = Direct::default();
+    let (mut taken, mut declined, mut out) = (0, 0, Vec::new());
+    let mut shapes = std::collections::BTreeSet::new();
+    for (i, (name, rtype)) in questions(&index, &keys).iter().enumerate() {
+        for edns in [None, Some(512), Some(1232), Some(4096)] {
+            let ask = Ask {
+                name: name.clone(),
+                rtype: *rtype,
+                edns,
+            };
+            let request = variant(&ask, i as u16, &mut rng);
+            let authority = responder.authority();
+            let Some(outcome) = direct.answer(authority, &index, 1232, &request, &mut out) else {
+                declined += 1;
+                continue;
+            };
+            let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
+            assert_eq!(
+                out, expected,
+                "{name} {rtype} {edns:?}: the direct path differs from the general path"
+            );
+            assert_eq!(outcome.rcode.map(u16::from), Some(u16::from(shape(&out).0)));
+            shapes.insert((*rtype, shape(&out).0, shape(&out).1 > 0));
+            taken += 1;
+        }
+    }
+    // It must take the common questions of every kind: positive A, AAAA and SRV, NXDOMAIN
+    // and NODATA; and leave the rest (PTR, ANY, apex...) to the general path.
+    for wanted in [
+        (RecordType::A, 0, true),
+        (RecordType::AAAA, 0, true),
+        (RecordType::SRV, 0, true),
+        (RecordType::A, 3, false),
+        (RecordType::SRV, 0, false),
+        (RecordType::AAAA, 0, false),
+    ] {
+        assert!(
+            shapes.contains(&wanted),
+            "never answered {wanted:?}: {shapes:?}"
+        );
+    }
+    assert!(taken > 2000, "direct answers: {taken}");
+    assert!(declined > 1000, "declined: {declined}");
+}
+
+#[test]
+fn direct_answers_follow_the_index_while_it_changes() {
+    let (responder, index, mut writer) = responder();
+    let keys = generate(&mut writer, 9);
+    writer.mark_synced();
+    let all: Vec<_> = questions(&index, &keys)
+        .into_iter()
+        .filter(|(_, t)| matches!(t, RecordType::A | RecordType::AAAA | RecordType::SRV))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // As in the replay test: compare at moments when no publish is half done.
+    let quiet = Arc::new(std::sync::RwLock::new(()));
+    let churn = {
+        let (stop, quiet) = (stop.clone(), quiet.clone());
+        std::thread::spawn(move || {
+            let mut seed = 100;
+            while !stop.load(Ordering::Relaxed) {
+                seed += 1;
+                {
+                    let _publishing = quiet.write().unwrap();
+                    generate(&mut writer, seed);
+                }
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            writer
+        })
+    };
+    let mut rng = Rng(5);
+    let mut direct = Direct::default();
+    let (mut checked, mut out) = (0, Vec::new());
+    for round in 0..20_000u32 {
+        let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
+        let request = variant(&Ask::new(name, *rtype), round as u16, &mut rng);
+        let _quiet = quiet.read().unwrap();
+        let authority = responder.authority();
+        if direct
+            .answer(authority, &index, 1232, &request, &mut out)
+            .is_none()
+        {
+            continue;
+        }
+        let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
+        assert_eq!(out, expected, "round {round}: {name} {rtype} is stale");
+        checked += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(checked > 5000, "only {checked} direct answers compared");
+    assert!(index.serial() > 50, "the index barely changed");
 }
 
 #[test]

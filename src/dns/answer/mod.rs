@@ -22,7 +22,8 @@ mod srv;
 use super::name::{ForwardName, Parsed, parse};
 use crate::index::{Index, ServiceRecords};
 use crate::model::{Protocol, ServiceKind};
-use srv::{PortFilter, has_protocol};
+use srv::has_protocol;
+pub(crate) use srv::{PortFilter, srv_entries};
 
 /// Longest ExternalName chain followed inside the answer.
 pub const MAX_CNAME_CHAIN: usize = 8;

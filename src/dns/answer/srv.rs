@@ -27,29 +27,7 @@ impl Authority {
         let Some(service_name) = name_in_zone(zone, &[service, namespace, "svc"]) else {
             return (Vec::new(), Vec::new());
         };
-        // (target label or None for the Service name, port)
-        let mut entries: Vec<(Option<&str>, u16)> = Vec::new();
-        match &records.kind {
-            ServiceKind::Headless => {
-                for endpoint in &records.endpoints {
-                    let label = Some(&*endpoint.srv_label);
-                    if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
-                        entries.push((label, 0));
-                    }
-                    for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
-                        entries.push((label, port.port));
-                    }
-                }
-            }
-            ServiceKind::ClusterIp(_) => {
-                for port in records.service_ports.iter().filter(|p| filter.matches(p)) {
-                    entries.push((None, port.port));
-                }
-            }
-            ServiceKind::ExternalName(_) => {}
-        }
-        entries.sort_unstable();
-        entries.dedup();
+        let entries = srv_entries(records, filter);
         let weight = srv_weight(entries.len());
         let mut answers = Vec::with_capacity(entries.len());
         let mut additional = Vec::new();
@@ -77,9 +55,40 @@ impl Authority {
     }
 }
 
+/// The (target label, port) pairs an SRV answer lists, sorted by label then port and
+/// deduplicated; a `None` label stands for the Service's own name (a ClusterIP Service).
+pub(crate) fn srv_entries<'r>(
+    records: &'r ServiceRecords,
+    filter: PortFilter<'_>,
+) -> Vec<(Option<&'r str>, u16)> {
+    let mut entries: Vec<(Option<&str>, u16)> = Vec::new();
+    match &records.kind {
+        ServiceKind::Headless => {
+            for endpoint in &records.endpoints {
+                let label = Some(&*endpoint.srv_label);
+                if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
+                    entries.push((label, 0));
+                }
+                for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
+                    entries.push((label, port.port));
+                }
+            }
+        }
+        ServiceKind::ClusterIp(_) => {
+            for port in records.service_ports.iter().filter(|p| filter.matches(p)) {
+                entries.push((None, port.port));
+            }
+        }
+        ServiceKind::ExternalName(_) => {}
+    }
+    entries.sort_unstable();
+    entries.dedup();
+    entries
+}
+
 /// Which ports an SRV answer lists.
 #[derive(Clone, Copy)]
-pub(super) enum PortFilter<'a> {
+pub(crate) enum PortFilter<'a> {
     /// Every port, named or not (R4).
     All,
     /// The named port with this protocol (R3).
@@ -87,7 +96,7 @@ pub(super) enum PortFilter<'a> {
 }
 
 impl PortFilter<'_> {
-    pub(super) fn matches(&self, port: &Port) -> bool {
+    pub(crate) fn matches(&self, port: &Port) -> bool {
         match self {
             PortFilter::All => true,
             PortFilter::Named(name, protocol) => {

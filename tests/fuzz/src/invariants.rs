@@ -21,7 +21,7 @@ use hickory_proto::rr::{Name, RecordType};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
 use peerdns::config::{Config, SrvTargetStyle};
-use peerdns::dns::fast::AnswerCache;
+use peerdns::dns::udp::FastPath;
 use peerdns::dns::{Responder, Transport, udp};
 use peerdns::index::{Index, IndexWriter};
 use peerdns::metrics::Metrics;
@@ -100,7 +100,7 @@ pub fn check_query(server: &Server, request: &[u8]) {
     if let Some(response) = responder.respond(request, CLIENT, Transport::Tcp) {
         check_response(request, &response, Transport::Tcp);
     }
-    let mut cache = AnswerCache::new(16);
+    let mut cache = FastPath::default();
     let miss = udp::answer(responder, &mut cache, request, CLIENT);
     assert_eq!(
         miss, general,

@@ -1,0 +1,419 @@
+//! A DNS message writer whose name compression is, byte for byte, that of hickory-proto 0.26's
+//! `BinEncoder` (which the general path uses), without its allocation per stored suffix.
+//!
+//! The direct path (`direct.rs`) writes responses with it, and the same-bytes tests compare
+//! those with the general path's; so this module reproduces hickory's rule exactly, including
+//! its limits:
+//!
+//! - a *compressed* name (owner names, SOA names) is written label by label; then each of its
+//!   suffixes, longest first, is looked up among the stored candidates (same bytes, the first
+//!   stored wins); the first hit replaces that suffix with a pointer, and every suffix looked up
+//!   in vain before it is stored as a candidate;
+//! - an *uncompressed* name (an SRV target, RFC 2782) is written whole and every suffix stored;
+//! - a candidate is stored only while the message is shorter than `0x3FFF` bytes and fewer than
+//!   [`CANDIDATE_LIMIT`] are stored; after [`COMPRESSED_NAME_LIMIT`] compressed names, names
+//!   are written whole (their suffixes are still stored);
+//! - the question section, echoed as sent, is one candidate covering name, type and class (it
+//!   never matches a name suffix, but it takes a slot).
+//!
+//! Invariant: a candidate's bytes are the suffix as first written, uncompressed, kept in
+//! `scratch`; pointers always point before the name being written.
+
+/// Candidates hickory stores at most per message.
+pub const CANDIDATE_LIMIT: usize = 64;
+/// Names hickory compresses at most per message.
+pub const COMPRESSED_NAME_LIMIT: usize = 120;
+/// Longest name on the wire.
+const MAX_NAME: usize = 255;
+/// Labels a name can have at most (one byte each plus its length byte).
+pub const MAX_LABELS: usize = 128;
+
+/// A name too long to write (over 255 bytes or a label over 63).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameTooLong;
+
+/// A stored compression candidate: a suffix written at `start`, its bytes in `scratch`.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    start: u16,
+    from: u32,
+    len: u16,
+}
+
+/// A name as borrowed labels, leftmost first, built on the stack.
+#[derive(Clone, Copy)]
+pub struct Labels<'a> {
+    labels: [&'a [u8]; MAX_LABELS],
+    len: usize,
+}
+
+impl<'a> Labels<'a> {
+    /// No labels: the root.
+    pub fn new() -> Self {
+        Self {
+            labels: [&[]; MAX_LABELS],
+            len: 0,
+        }
+    }
+
+    /// Appends `label`; false when the name already has [`MAX_LABELS`] labels.
+    pub fn push(&mut self, label: &'a [u8]) -> bool {
+        if self.len == MAX_LABELS {
+            return false;
+        }
+        self.labels[self.len] = label;
+        self.len += 1;
+        true
+    }
+
+    /// Appends every label of `labels`; false when they do not all fit.
+    pub fn extend(&mut self, labels: impl IntoIterator<Item = &'a [u8]>) -> bool {
+        labels.into_iter().all(|label| self.push(label))
+    }
+
+    /// The labels.
+    pub fn as_slice(&self) -> &[&'a [u8]] {
+        &self.labels[..self.len]
+    }
+
+    /// Bytes on the wire, uncompressed, root included.
+    pub fn wire_len(&self) -> usize {
+        self.as_slice().iter().map(|l| l.len() + 1).sum::<usize>() + 1
+    }
+}
+
+impl Default for Labels<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes one message at a time into a reused buffer.
+#[derive(Debug, Default)]
+pub struct WireWriter {
+    bytes: Vec<u8>,
+    candidates: Vec<Candidate>,
+    scratch: Vec<u8>,
+    compressed_names: usize,
+}
+
+impl WireWriter {
+    /// Starts a new message (keeps the buffers' capacity).
+    pub fn reset(&mut self) {
+        self.bytes.clear();
+        self.candidates.clear();
+        self.scratch.clear();
+        self.compressed_names = 0;
+    }
+
+    /// The message so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Current length.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing is written yet.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Appends raw bytes.
+    pub fn put(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Appends a big-endian u16.
+    pub fn put_u16(&mut self, value: u16) {
+        self.put(&value.to_be_bytes());
+    }
+
+    /// Appends a big-endian u32.
+    pub fn put_u32(&mut self, value: u32) {
+        self.put(&value.to_be_bytes());
+    }
+
+    /// Overwrites a big-endian u16 at `at` (a header count, a record's data length).
+    pub fn set_u16(&mut self, at: usize, value: u16) {
+        if let Some(slot) = self.bytes.get_mut(at..at + 2) {
+            slot.copy_from_slice(&value.to_be_bytes());
+        }
+    }
+
+    /// Appends the question section, echoed as sent (`question`: name, type and class), and
+    /// stores it as one candidate, as hickory-server does.
+    pub fn question(&mut self, question: &[u8]) {
+        let start = self.bytes.len();
+        self.put(question);
+        self.store(start, self.bytes.len());
+    }
+
+    /// Appends a name with compression.
+    pub fn compressed_name(&mut self, name: &[&[u8]]) -> Result<(), NameTooLong> {
+        self.name(name, true)
+    }
+
+    /// Appends a name without compression, storing its suffixes.
+    pub fn uncompressed_name(&mut self, name: &[&[u8]]) -> Result<(), NameTooLong> {
+        self.name(name, false)
+    }
+
+    fn name(&mut self, name: &[&[u8]], compress: bool) -> Result<(), NameTooLong> {
+        let begin = self.bytes.len();
+        let mut starts = [0usize; MAX_LABELS];
+        for (slot, label) in starts.iter_mut().zip(name) {
+            if label.len() > 63 {
+                self.bytes.truncate(begin);
+                return Err(NameTooLong);
+            }
+            *slot = self.bytes.len();
+            self.bytes.push(label.len() as u8);
+            self.put(label);
+        }
+        let starts = &starts[..name.len().min(MAX_LABELS)];
+        let end = self.bytes.len();
+        let compress = compress && self.compressed_names < COMPRESSED_NAME_LIMIT;
+        if compress {
+            self.compressed_names += 1;
+        }
+        for &start in starts {
+            if compress && let Some(pointer) = self.find(start, end) {
+                self.bytes.truncate(start);
+                self.put_u16(0xC000 | pointer);
+                return Ok(());
+            }
+            self.store(start, end);
+        }
+        self.bytes.push(0);
+        if self.bytes.len() - begin > MAX_NAME {
+            self.bytes.truncate(begin);
+            return Err(NameTooLong);
+        }
+        Ok(())
+    }
+
+    /// The first stored candidate with the bytes `bytes[start..end]`.
+    fn find(&self, start: usize, end: usize) -> Option<u16> {
+        let wanted = &self.bytes[start..end];
+        self.candidates
+            .iter()
+            .find(|c| {
+                usize::from(c.len) == wanted.len()
+                    && &self.scratch[c.from as usize..c.from as usize + wanted.len()] == wanted
+            })
+            .map(|c| c.start)
+            .filter(|start| start & 0xC000 == 0)
+    }
+
+    fn store(&mut self, start: usize, end: usize) {
+        if self.bytes.len() < 0x3FFF && self.candidates.len() < CANDIDATE_LIMIT {
+            let from = self.scratch.len() as u32;
+            self.scratch.extend_from_slice(&self.bytes[start..end]);
+            self.candidates.push(Candidate {
+                start: start as u16,
+                from,
+                len: (end - start) as u16,
+            });
+        }
+    }
+
+    /// Appends a resource record of class IN: owner (compressed), type, TTL, and the data
+    /// `rdata` writes, with its length filled in.
+    pub fn record(
+        &mut self,
+        owner: &[&[u8]],
+        rtype: u16,
+        ttl: u32,
+        rdata: impl FnOnce(&mut Self) -> Result<(), NameTooLong>,
+    ) -> Result<(), NameTooLong> {
+        self.compressed_name(owner)?;
+        self.put_u16(rtype);
+        self.put_u16(1);
+        self.put_u32(ttl);
+        let length_at = self.bytes.len();
+        self.put_u16(0);
+        rdata(self)?;
+        let length = self.bytes.len() - length_at - 2;
+        self.set_u16(length_at, length as u16);
+        Ok(())
+    }
+
+    /// Appends an OPT record (root owner, no options) offering `payload` bytes.
+    pub fn opt(&mut self, payload: u16) {
+        // Written as hickory writes it: the root owner counts as a compressed name.
+        if self.compressed_names < COMPRESSED_NAME_LIMIT {
+            self.compressed_names += 1;
+        }
+        self.bytes.push(0);
+        self.put_u16(41);
+        self.put_u16(payload.max(512));
+        self.put_u32(0);
+        self.put_u16(0);
+    }
+
+    /// Moves the message out, leaving the writer empty.
+    pub fn take(&mut self) -> Vec<u8> {
+        let bytes = std::mem::take(&mut self.bytes);
+        self.reset();
+        bytes
+    }
+
+    /// Copies the message into `out`.
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, SOA, SRV};
+    use hickory_proto::rr::{Name, RData, Record};
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+    fn labels(name: &str) -> Vec<Vec<u8>> {
+        name.trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+            .map(|l| l.as_bytes().to_vec())
+            .collect()
+    }
+
+    fn name(name: &str) -> Name {
+        Name::from_ascii(name).unwrap()
+    }
+
+    /// Writes `records` after a 12-byte header and `question`, with hickory and with ours.
+    fn both(question: &[u8], records: &[Record]) -> (Vec<u8>, Vec<u8>) {
+        let mut theirs = Vec::new();
+        {
+            let mut encoder = BinEncoder::new(&mut theirs);
+            encoder.emit_vec(&[0; 12]).unwrap();
+            encoder.emit_vec(question).unwrap();
+            encoder.store_label_pointer(12, 12 + question.len());
+            for record in records {
+                record.emit(&mut encoder).unwrap();
+            }
+        }
+        let mut ours = WireWriter::default();
+        ours.put(&[0; 12]);
+        ours.question(question);
+        for record in records {
+            let owner = labels(&record.name.to_ascii());
+            let owner: Vec<&[u8]> = owner.iter().map(Vec::as_slice).collect();
+            let rtype = u16::from(record.record_type());
+            ours.record(&owner, rtype, record.ttl, |w| match &record.data {
+                RData::A(a) => {
+                    w.put(&a.0.octets());
+                    Ok(())
+                }
+                RData::SRV(srv) => {
+                    w.put_u16(srv.priority);
+                    w.put_u16(srv.weight);
+                    w.put_u16(srv.port);
+                    let target = labels(&srv.target.to_ascii());
+                    let target: Vec<&[u8]> = target.iter().map(Vec::as_slice).collect();
+                    w.uncompressed_name(&target)
+                }
+                RData::SOA(soa) => {
+                    for n in [&soa.mname, &soa.rname] {
+                        let n = labels(&n.to_ascii());
+                        let n: Vec<&[u8]> = n.iter().map(Vec::as_slice).collect();
+                        w.compressed_name(&n)?;
+                    }
+                    w.put_u32(soa.serial);
+                    w.put_u32(soa.refresh as u32);
+                    w.put_u32(soa.retry as u32);
+                    w.put_u32(soa.expire as u32);
+                    w.put_u32(soa.minimum);
+                    Ok(())
+                }
+                other => panic!("not covered: {other:?}"),
+            })
+            .unwrap();
+        }
+        (theirs, ours.take())
+    }
+
+    fn question(qname: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for label in labels(qname) {
+            bytes.push(label.len() as u8);
+            bytes.extend_from_slice(&label);
+        }
+        bytes.extend_from_slice(&[0, 0, 33, 0, 1]);
+        bytes
+    }
+
+    fn srv_answer(service: &str, targets: usize) -> Vec<Record> {
+        let owner = name(service);
+        let mut records = Vec::new();
+        for i in 0..targets {
+            let target = owner.prepend_label(format!("peer-{i}")).unwrap();
+            let srv = SRV::new(0, 10, 2380, target);
+            records.push(Record::from_rdata(owner.clone(), 5, RData::SRV(srv)));
+        }
+        for i in 0..targets {
+            let target = owner.prepend_label(format!("peer-{i}")).unwrap();
+            let a = A::new(10, 0, 0, i as u8);
+            records.push(Record::from_rdata(target, 5, RData::A(a)));
+        }
+        records
+    }
+
+    #[test]
+    fn srv_answers_compress_as_hickory_does() {
+        let service = "kafka.default.svc.cluster.local.";
+        for targets in [1, 3, 10, 40] {
+            let (theirs, ours) = both(&question(service), &srv_answer(service, targets));
+            assert_eq!(theirs, ours, "{targets} targets");
+        }
+    }
+
+    #[test]
+    fn negative_answers_compress_as_hickory_does() {
+        let zone = name("cluster.local.");
+        let soa = SOA::new(
+            name("ns.dns.cluster.local."),
+            name("hostmaster.cluster.local."),
+            7,
+            7200,
+            1800,
+            86400,
+            5,
+        );
+        let records = vec![Record::from_rdata(zone, 5, RData::SOA(soa))];
+        let (theirs, ours) = both(&question("nosuch.default.svc.cluster.local."), &records);
+        assert_eq!(theirs, ours);
+    }
+
+    #[test]
+    fn many_owners_past_the_limits_compress_as_hickory_does() {
+        // 200 distinct owners: past both the candidate and the compressed-name limits.
+        let records: Vec<Record> = (0..200)
+            .map(|i| {
+                let owner = name(&format!("p{i}.s{}.ns.svc.cluster.local.", i % 7));
+                Record::from_rdata(owner, 5, RData::A(A::new(10, 0, 0, i as u8)))
+            })
+            .collect();
+        let (theirs, ours) = both(&question("s1.ns.svc.cluster.local."), &records);
+        assert_eq!(theirs, ours);
+    }
+
+    #[test]
+    fn too_long_names_are_refused_and_leave_nothing_behind() {
+        let long = vec![b'a'; 64];
+        let mut writer = WireWriter::default();
+        writer.put(&[0; 12]);
+        assert_eq!(writer.compressed_name(&[&long]), Err(NameTooLong));
+        assert_eq!(writer.len(), 12);
+        let label = [b'b'; 63];
+        let five = [&label[..]; 5];
+        assert_eq!(writer.uncompressed_name(&five), Err(NameTooLong));
+        assert_eq!(writer.len(), 12);
+    }
+}
