@@ -32,8 +32,8 @@ use hickory_proto::rr::{Name, RecordType};
 
 use super::answer::{Authority, PortFilter, srv_entries};
 use super::fast::plain;
-use super::name::{ForwardName, Parsed, parse_labels};
-use super::wire::{Labels, NameTooLong, WireWriter};
+use super::name::{ForwardName, parse_forward};
+use super::wire::{NameTooLong, WireWriter};
 use crate::index::{Index, ServiceRecords, srv_weight};
 use crate::metrics::QueryOutcome;
 use crate::model::{Protocol, ServiceKind};
@@ -43,21 +43,12 @@ const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
 const TYPE_SOA: u16 = 6;
 const CLASS_IN: u16 = 1;
-
-/// What one question asks, once read.
-struct Question<'q> {
-    /// The question bytes as sent (echoed).
-    raw: &'q [u8],
-    /// The name's labels, lowercased.
-    name: Labels<'q>,
-    qtype: u16,
-    /// The UDP size the client offered, when it sent OPT.
-    edns_payload: Option<u16>,
-}
+/// Labels a question may have to be taken here (ours have at most five plus the zone's).
+const MAX_QUESTION_LABELS: usize = 32;
 
 /// What the index holds for the question, before it is written.
 enum Finding<'r> {
-    /// A/AAAA records at the question name.
+    /// A/AAAA records at the question name: the addresses of `endpoints` of the asked family.
     Addresses(Vec<IpAddr>),
     /// SRV records at the question name for these (target label, port) pairs, with glue.
     Srv {
@@ -70,19 +61,108 @@ enum Finding<'r> {
     NxDomain,
 }
 
-/// One receive loop's direct answerer (owns its scratch buffers).
-#[derive(Debug, Default)]
+/// Names the answers need, in wire form (labels with their length bytes, no root), built once.
+#[derive(Debug)]
+struct ZoneNames {
+    /// Each forward zone.
+    zones: Vec<Vec<u8>>,
+    /// Each forward zone's label count.
+    zone_labels: Vec<usize>,
+    /// Each reverse zone, and its label count.
+    reverse: Vec<(Vec<u8>, usize)>,
+    /// `svc.<zone>` for each forward zone.
+    svc_zones: Vec<Vec<u8>>,
+    /// The SOA's names, `ns.dns.<zone>` and `hostmaster.<zone>` of the first zone; `None`
+    /// when they would be too long (the general path then answers negatives).
+    soa_names: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+fn wire(labels: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for label in labels {
+        let label = label.as_ref();
+        bytes.push(label.len() as u8);
+        bytes.extend_from_slice(label);
+    }
+    bytes
+}
+
+impl ZoneNames {
+    fn new(authority: &Authority) -> Self {
+        let zone_wire = |zone: &Name| wire(zone.iter());
+        let zones: Vec<Vec<u8>> = authority.zones.iter().map(zone_wire).collect();
+        let svc_zones = zones
+            .iter()
+            .map(|zone| [&b"\x03svc"[..], zone].concat())
+            .collect();
+        let soa_names = zones.first().and_then(|primary| {
+            let mname = [&b"\x02ns\x03dns"[..], primary].concat();
+            let rname = [&b"\x0ahostmaster"[..], primary].concat();
+            (mname.len() < 255 && rname.len() < 255).then_some((mname, rname))
+        });
+        Self {
+            zone_labels: authority.zones.iter().map(|z| z.iter().len()).collect(),
+            reverse: authority
+                .reverse_zones
+                .iter()
+                .map(|z| (zone_wire(z), z.iter().len()))
+                .collect(),
+            zones,
+            svc_zones,
+            soa_names,
+        }
+    }
+
+    /// The forward zone `name` (lowercase wire form, root included; labels start at `starts`)
+    /// falls in, and how many labels are left of it; `None` when it is in no forward zone or
+    /// deeper in a reverse one. The same choice as `name::parse`: the longest zone wins, and a
+    /// reverse zone only when strictly longer.
+    fn locate(&self, name: &[u8], starts: &[usize]) -> Option<(usize, usize)> {
+        let relative = |wire: &[u8], labels: usize| {
+            let at = starts.len().checked_sub(labels)?;
+            let from = starts.get(at).copied().unwrap_or(name.len() - 1);
+            (name.get(from..name.len() - 1) == Some(wire)).then_some(at)
+        };
+        let (zone, left) = self
+            .zones
+            .iter()
+            .zip(&self.zone_labels)
+            .enumerate()
+            .filter_map(|(zone, (wire, &labels))| Some((zone, relative(wire, labels)?)))
+            .min_by_key(|&(_, left)| left)?;
+        let deeper_reverse = self
+            .reverse
+            .iter()
+            .filter_map(|(wire, labels)| relative(wire, *labels))
+            .any(|reverse_left| reverse_left < left);
+        (!deeper_reverse).then_some((zone, left))
+    }
+}
+
+/// One receive loop's direct answerer: the rules' settings and its own scratch buffers.
+#[derive(Debug)]
 pub struct Direct {
+    authority: Authority,
+    names: ZoneNames,
     writer: WireWriter,
     lowered: Vec<u8>,
 }
 
 impl Direct {
+    /// A direct answerer for the zones and TTLs of `authority`.
+    pub fn new(authority: &Authority) -> Self {
+        Self {
+            names: ZoneNames::new(authority),
+            authority: authority.clone(),
+            writer: WireWriter::default(),
+            lowered: Vec::with_capacity(256),
+        }
+    }
+
     /// Writes the response to `request` into `out` and says what it was; `None` (and `out`
     /// untouched) when the general path must answer.
     pub fn answer(
         &mut self,
-        authority: &Authority,
         index: &Index,
         max_udp_payload: u16,
         request: &[u8],
@@ -103,49 +183,32 @@ impl Direct {
         lowered.clear();
         lowered.extend_from_slice(&raw[..n - 4]);
         lowered.make_ascii_lowercase();
-        let result = self.answer_lowered(
-            authority,
-            index,
-            max_udp_payload,
+        let question = Question {
             request,
             raw,
-            &lowered,
+            lowered: &lowered,
             qtype,
-            plain.edns_payload,
-            out,
-        );
+            edns_payload: plain.edns_payload,
+        };
+        let result = self.lookup_and_write(index, max_udp_payload, &question, out);
         self.lowered = lowered;
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn answer_lowered(
+    fn lookup_and_write(
         &mut self,
-        authority: &Authority,
         index: &Index,
         max_udp_payload: u16,
-        request: &[u8],
-        raw: &[u8],
-        lowered: &[u8],
-        qtype: u16,
-        edns_payload: Option<u16>,
+        question: &Question<'_>,
         out: &mut Vec<u8>,
     ) -> Option<QueryOutcome> {
-        let name = split_labels(lowered)?;
-        let question = Question {
-            raw,
-            name,
-            qtype,
-            edns_payload,
-        };
-        let Parsed::Forward { zone, name } = parse_labels(
-            question.name.as_slice(),
-            &authority.zones,
-            &authority.reverse_zones,
-        ) else {
-            return None;
-        };
-        let records;
+        let mut labels: [&[u8]; MAX_QUESTION_LABELS] = [&[]; MAX_QUESTION_LABELS];
+        let mut starts = [0usize; MAX_QUESTION_LABELS];
+        let count = split_labels(question.lowered, &mut labels, &mut starts)?;
+        let (zone, left) = self.names.locate(question.lowered, &starts[..count])?;
+        let name = parse_forward(&labels[..left]);
+        let qtype = question.qtype;
+        let records: std::sync::Arc<ServiceRecords>;
         let finding = match name {
             ForwardName::Endpoint {
                 namespace,
@@ -166,28 +229,19 @@ impl Direct {
                 _ => Finding::NxDomain,
             },
             ForwardName::Service { namespace, service } => {
-                let Some(found) = index.service(namespace, service) else {
-                    return self.write(
-                        authority,
-                        index,
-                        max_udp_payload,
-                        request,
-                        &question,
-                        zone,
-                        Finding::NxDomain,
-                        out,
-                    );
-                };
-                if !matches!(found.kind, ServiceKind::Headless) {
-                    return None;
-                }
-                records = found;
-                if records.endpoints.is_empty() {
-                    Finding::NxDomain
-                } else if qtype == TYPE_SRV {
-                    srv(&records, PortFilter::All, namespace, service)
-                } else {
-                    addresses(records.endpoints.iter().map(|e| e.ip), qtype)
+                match index.service(namespace, service) {
+                    None => Finding::NxDomain,
+                    Some(found) if !matches!(found.kind, ServiceKind::Headless) => return None,
+                    Some(found) => {
+                        records = found;
+                        if records.endpoints.is_empty() {
+                            Finding::NxDomain
+                        } else if qtype == TYPE_SRV {
+                            srv(&records, PortFilter::All, namespace, service)
+                        } else {
+                            addresses(records.endpoints.iter().map(|e| e.ip), qtype)
+                        }
+                    }
                 }
             }
             ForwardName::Port {
@@ -211,7 +265,6 @@ impl Direct {
                         service,
                     ) {
                         Finding::Srv { entries, .. } if entries.is_empty() => Finding::NxDomain,
-                        Finding::NoData => Finding::NxDomain,
                         _ if qtype != TYPE_SRV => Finding::NoData,
                         srv => srv,
                     }
@@ -224,27 +277,15 @@ impl Direct {
             ForwardName::Namespace(_) | ForwardName::Nonexistent => Finding::NxDomain,
             _ => return None,
         };
-        self.write(
-            authority,
-            index,
-            max_udp_payload,
-            request,
-            &question,
-            zone,
-            finding,
-            out,
-        )
+        self.write(index, max_udp_payload, question, zone, finding, out)
     }
 
     /// Writes the response for `finding`; `None` when a name cannot be written or the
     /// response does not fit (the general path then decides).
-    #[allow(clippy::too_many_arguments)]
     fn write(
         &mut self,
-        authority: &Authority,
         index: &Index,
         max_udp_payload: u16,
-        request: &[u8],
         question: &Question<'_>,
         zone: usize,
         finding: Finding<'_>,
@@ -259,6 +300,8 @@ impl Direct {
             Finding::NxDomain => ResponseCode::NXDomain,
             _ => ResponseCode::NoError,
         };
+        let request = question.request;
+        let ttl = self.authority.positive_ttl;
         let writer = &mut self.writer;
         writer.reset();
         writer.put(&request[..2]);
@@ -268,8 +311,8 @@ impl Direct {
         ]);
         writer.put(&[0, 1, 0, 0, 0, 0, 0, 0]);
         writer.question(question.raw);
-        let owner = question.name.as_slice();
-        let ttl = authority.positive_ttl;
+        // The question's name, lowercased, without its root byte.
+        let owner: (&[&[u8]], &[u8]) = (&[], &question.lowered[..question.lowered.len() - 1]);
         let (mut answers, mut authorities, mut additional) = (0u16, 0u16, 0u16);
         match &finding {
             Finding::Addresses(ips) => {
@@ -284,25 +327,17 @@ impl Direct {
                 namespace,
                 service,
             } => {
-                let zone_name = &authority.zones[zone];
-                let mut service_name = Labels::new();
-                if !service_name.push(service.as_bytes())
-                    || !service_name.push(namespace.as_bytes())
-                    || !service_name.push(b"svc")
-                    || !service_name.extend(zone_name.iter())
-                    || service_name.wire_len() > 255
-                {
-                    return None;
-                }
+                let svc_zone = &self.names.svc_zones[zone];
+                let base = [service.as_bytes(), namespace.as_bytes()];
                 let weight = srv_weight(entries.len());
                 for (label, port) in entries {
-                    let target = prepend(label, &service_name)?;
+                    let target = [label.as_bytes(), base[0], base[1]];
                     writer
                         .record(owner, TYPE_SRV, ttl, |w| {
                             w.put_u16(0);
                             w.put_u16(weight);
                             w.put_u16(*port);
-                            w.uncompressed_name(target.as_slice())
+                            w.uncompressed_name(&target, svc_zone)
                         })
                         .ok()?;
                     answers += 1;
@@ -313,15 +348,28 @@ impl Direct {
                         continue;
                     }
                     previous = Some(label);
-                    let target = prepend(label, &service_name)?;
+                    let target = [label.as_bytes(), base[0], base[1]];
                     for endpoint in records.endpoints_labelled(label) {
-                        address_record(writer, target.as_slice(), &endpoint.ip, ttl).ok()?;
+                        address_record(writer, (&target, svc_zone), &endpoint.ip, ttl).ok()?;
                         additional += 1;
                     }
                 }
             }
             Finding::NoData | Finding::NxDomain => {
-                soa_record(writer, authority, index, zone).ok()?;
+                let (mname, rname) = self.names.soa_names.as_ref()?;
+                let negative_ttl = self.authority.negative_ttl;
+                let serial = index.serial();
+                let zone_owner: (&[&[u8]], &[u8]) = (&[], &self.names.zones[zone]);
+                writer
+                    .record(zone_owner, TYPE_SOA, negative_ttl, |w| {
+                        w.compressed_name(&[], mname)?;
+                        w.compressed_name(&[], rname)?;
+                        for value in [serial, 7200, 1800, 86400, negative_ttl] {
+                            w.put_u32(value);
+                        }
+                        Ok(())
+                    })
+                    .ok()?;
                 authorities += 1;
             }
         }
@@ -349,18 +397,36 @@ impl Direct {
     }
 }
 
-/// The labels of a lowercased, uncompressed wire name (checked by `plain`).
-fn split_labels(name: &[u8]) -> Option<Labels<'_>> {
-    let mut labels = Labels::new();
+/// One question, read.
+struct Question<'q> {
+    /// The whole request (ID and flags are copied from it).
+    request: &'q [u8],
+    /// The question bytes as sent (echoed).
+    raw: &'q [u8],
+    /// The question's name in wire form, lowercased, root included.
+    lowered: &'q [u8],
+    qtype: u16,
+    /// The UDP size the client offered, when it sent OPT.
+    edns_payload: Option<u16>,
+}
+
+/// Splits a lowercased, uncompressed wire name (checked by `plain`) into `labels` and their
+/// offsets `starts`; returns how many, or `None` when there are too many to be ours.
+fn split_labels<'a>(
+    name: &'a [u8],
+    labels: &mut [&'a [u8]],
+    starts: &mut [usize],
+) -> Option<usize> {
     let mut at = 0;
+    let mut count = 0;
     loop {
         let length = usize::from(*name.get(at)?);
         if length == 0 {
-            return Some(labels);
+            return Some(count);
         }
-        if !labels.push(name.get(at + 1..at + 1 + length)?) {
-            return None;
-        }
+        *labels.get_mut(count)? = name.get(at + 1..at + 1 + length)?;
+        *starts.get_mut(count)? = at;
+        count += 1;
         at += 1 + length;
     }
 }
@@ -385,13 +451,10 @@ fn srv<'r>(
     namespace: &'r str,
     service: &'r str,
 ) -> Finding<'r> {
-    let mut entries = Vec::new();
-    for (label, port) in srv_entries(records, filter) {
-        match label {
-            Some(label) => entries.push((label, port)),
-            None => return Finding::NoData, // not reached for a headless Service
-        }
-    }
+    let entries = srv_entries(records, filter)
+        .into_iter()
+        .filter_map(|(label, port)| Some((label?, port)))
+        .collect();
     Finding::Srv {
         records,
         entries,
@@ -400,19 +463,9 @@ fn srv<'r>(
     }
 }
 
-/// `label` in front of `name`, or `None` when the result would be too long.
-fn prepend<'a>(label: &'a str, name: &Labels<'a>) -> Option<Labels<'a>> {
-    let mut target = Labels::new();
-    (target.push(label.as_bytes())
-        && target.extend(name.as_slice().iter().copied())
-        && label.len() <= 63
-        && target.wire_len() <= 255)
-        .then_some(target)
-}
-
 fn address_record(
     writer: &mut WireWriter,
-    owner: &[&[u8]],
+    owner: (&[&[u8]], &[u8]),
     ip: &IpAddr,
     ttl: u32,
 ) -> Result<(), NameTooLong> {
@@ -425,56 +478,5 @@ fn address_record(
             w.put(&v6.octets());
             Ok(())
         }),
-    }
-}
-
-/// The zone's SOA, as `Authority::soa` builds it (R8, R9).
-fn soa_record(
-    writer: &mut WireWriter,
-    authority: &Authority,
-    index: &Index,
-    zone: usize,
-) -> Result<(), NameTooLong> {
-    let primary = authority.zones.first().ok_or(NameTooLong)?;
-    let owner = name_labels(&authority.zones[zone])?;
-    let mut mname = Labels::new();
-    let mut rname = Labels::new();
-    let built = mname.push(b"ns")
-        && mname.push(b"dns")
-        && mname.extend(primary.iter())
-        && rname.push(b"hostmaster")
-        && rname.extend(primary.iter());
-    if !built || mname.wire_len() > 255 || rname.wire_len() > 255 {
-        // The general path falls back to other names here: let it answer.
-        return Err(NameTooLong);
-    }
-    let negative_ttl = authority.negative_ttl;
-    let serial = index.serial();
-    writer.record(owner.as_slice(), TYPE_SOA, negative_ttl, |w| {
-        w.compressed_name(mname.as_slice())?;
-        w.compressed_name(rname.as_slice())?;
-        w.put_u32(serial);
-        w.put_u32(7200);
-        w.put_u32(1800);
-        w.put_u32(86400);
-        w.put_u32(negative_ttl);
-        Ok(())
-    })
-}
-
-fn name_labels(name: &Name) -> Result<Labels<'_>, NameTooLong> {
-    let mut labels = Labels::new();
-    if labels.extend(name.iter()) {
-        Ok(labels)
-    } else {
-        Err(NameTooLong)
-    }
-}
-
-impl std::fmt::Debug for Labels<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.as_slice().iter().map(|l| String::from_utf8_lossy(l)))
-            .finish()
     }
 }

@@ -169,8 +169,8 @@ fn text(label: &[u8]) -> Option<&str> {
     }
 }
 
-/// Reads the labels left of a forward zone, rightmost first.
-fn parse_forward<'a>(relative: &[&'a [u8]]) -> ForwardName<'a> {
+/// Reads the labels left of a forward zone (`relative`, leftmost first, lowercase).
+pub fn parse_forward<'a>(relative: &[&'a [u8]]) -> ForwardName<'a> {
     let mut texts: [&'a str; 5] = [""; 5];
     if relative.len() > texts.len() {
         return ForwardName::Nonexistent;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+use super::answer::Authority;
 use super::batch::{BATCH, Batch, send_all};
 use super::direct::Direct;
 use super::fast::{AnswerCache, DEFAULT_CAPACITY};
@@ -61,7 +62,7 @@ pub fn serve_udp(
         debug!(%error, "cannot set the udp read timeout");
     }
     let mut batch = Batch::default();
-    let mut fast = FastPath::default();
+    let mut fast = FastPath::new(responder.authority());
     // One reply buffer per datagram of a batch, reused: a steady stream allocates nothing.
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut replies: Vec<(Vec<u8>, SocketAddr)> = (0..BATCH)
@@ -113,10 +114,11 @@ pub struct FastPath {
     cache: AnswerCache,
 }
 
-impl Default for FastPath {
-    fn default() -> Self {
+impl FastPath {
+    /// Fast paths for the zones and TTLs of `authority`.
+    pub fn new(authority: &Authority) -> Self {
         Self {
-            direct: Direct::default(),
+            direct: Direct::new(authority),
             cache: AnswerCache::new(DEFAULT_CAPACITY),
         }
     }
@@ -148,13 +150,10 @@ fn answer_into(
         return general(responder, request, peer, reply);
     }
     let started = Instant::now();
-    if let Some(outcome) = fast.direct.answer(
-        responder.authority(),
-        index,
-        responder.max_udp_payload(),
-        request,
-        reply,
-    ) {
+    if let Some(outcome) = fast
+        .direct
+        .answer(index, responder.max_udp_payload(), request, reply)
+    {
         responder
             .metrics()
             .record(Transport::Udp, outcome, started.elapsed());

@@ -16,8 +16,13 @@
 //! - the question section, echoed as sent, is one candidate covering name, type and class (it
 //!   never matches a name suffix, but it takes a slot).
 //!
-//! Invariant: a candidate's bytes are the suffix as first written, uncompressed, kept in
-//! `scratch`; pointers always point before the name being written.
+//! Names are given as plain labels followed by a suffix already in wire form (a zone, the
+//! question's name), so callers build nothing per name.
+//!
+//! Invariants: a candidate is a position in the message whose name, read back with its
+//! pointers followed, is the suffix as first written (writing a pointer only ever replaces a
+//! tail with an equal name); pointers always point before the name being written, so reading
+//! one back ends.
 
 /// Candidates hickory stores at most per message.
 pub const CANDIDATE_LIMIT: usize = 64;
@@ -25,67 +30,21 @@ pub const CANDIDATE_LIMIT: usize = 64;
 pub const COMPRESSED_NAME_LIMIT: usize = 120;
 /// Longest name on the wire.
 const MAX_NAME: usize = 255;
-/// Labels a name can have at most (one byte each plus its length byte).
-pub const MAX_LABELS: usize = 128;
 
 /// A name too long to write (over 255 bytes or a label over 63).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NameTooLong;
 
-/// A stored compression candidate: a suffix written at `start`, its bytes in `scratch`.
+/// A stored compression candidate: the suffix first written at `start`, `len` bytes long
+/// uncompressed (labels with their length bytes, no root).
 #[derive(Clone, Copy, Debug)]
 struct Candidate {
     start: u16,
-    from: u32,
     len: u16,
-}
-
-/// A name as borrowed labels, leftmost first, built on the stack.
-#[derive(Clone, Copy)]
-pub struct Labels<'a> {
-    labels: [&'a [u8]; MAX_LABELS],
-    len: usize,
-}
-
-impl<'a> Labels<'a> {
-    /// No labels: the root.
-    pub fn new() -> Self {
-        Self {
-            labels: [&[]; MAX_LABELS],
-            len: 0,
-        }
-    }
-
-    /// Appends `label`; false when the name already has [`MAX_LABELS`] labels.
-    pub fn push(&mut self, label: &'a [u8]) -> bool {
-        if self.len == MAX_LABELS {
-            return false;
-        }
-        self.labels[self.len] = label;
-        self.len += 1;
-        true
-    }
-
-    /// Appends every label of `labels`; false when they do not all fit.
-    pub fn extend(&mut self, labels: impl IntoIterator<Item = &'a [u8]>) -> bool {
-        labels.into_iter().all(|label| self.push(label))
-    }
-
-    /// The labels.
-    pub fn as_slice(&self) -> &[&'a [u8]] {
-        &self.labels[..self.len]
-    }
-
-    /// Bytes on the wire, uncompressed, root included.
-    pub fn wire_len(&self) -> usize {
-        self.as_slice().iter().map(|l| l.len() + 1).sum::<usize>() + 1
-    }
-}
-
-impl Default for Labels<'_> {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// Whether the bytes at `start` are the whole suffix, with no pointer: the question
+    /// section (name, root, type and class, compared raw) and the suffixes of a name written
+    /// whole. Otherwise the suffix is read back following pointers.
+    contiguous: bool,
 }
 
 /// Writes one message at a time into a reused buffer.
@@ -93,7 +52,6 @@ impl Default for Labels<'_> {
 pub struct WireWriter {
     bytes: Vec<u8>,
     candidates: Vec<Candidate>,
-    scratch: Vec<u8>,
     compressed_names: usize,
 }
 
@@ -102,7 +60,6 @@ impl WireWriter {
     pub fn reset(&mut self) {
         self.bytes.clear();
         self.candidates.clear();
-        self.scratch.clear();
         self.compressed_names = 0;
     }
 
@@ -148,88 +105,126 @@ impl WireWriter {
     pub fn question(&mut self, question: &[u8]) {
         let start = self.bytes.len();
         self.put(question);
-        self.store(start, self.bytes.len());
+        self.store(start, self.bytes.len(), true);
     }
 
-    /// Appends a name with compression.
-    pub fn compressed_name(&mut self, name: &[&[u8]]) -> Result<(), NameTooLong> {
-        self.name(name, true)
+    /// Appends a name with compression: `labels` (plain labels, each written after its length
+    /// byte), then `suffix` (labels already in wire form, without the root).
+    pub fn compressed_name(&mut self, labels: &[&[u8]], suffix: &[u8]) -> Result<(), NameTooLong> {
+        self.name(labels, suffix, true)
     }
 
-    /// Appends a name without compression, storing its suffixes.
-    pub fn uncompressed_name(&mut self, name: &[&[u8]]) -> Result<(), NameTooLong> {
-        self.name(name, false)
+    /// Appends a name without compression, storing its suffixes (see [`Self::compressed_name`]).
+    pub fn uncompressed_name(
+        &mut self,
+        labels: &[&[u8]],
+        suffix: &[u8],
+    ) -> Result<(), NameTooLong> {
+        self.name(labels, suffix, false)
     }
 
-    fn name(&mut self, name: &[&[u8]], compress: bool) -> Result<(), NameTooLong> {
+    fn name(&mut self, labels: &[&[u8]], suffix: &[u8], compress: bool) -> Result<(), NameTooLong> {
         let begin = self.bytes.len();
-        let mut starts = [0usize; MAX_LABELS];
-        for (slot, label) in starts.iter_mut().zip(name) {
-            if label.len() > 63 {
+        for label in labels {
+            if label.is_empty() || label.len() > 63 {
                 self.bytes.truncate(begin);
                 return Err(NameTooLong);
             }
-            *slot = self.bytes.len();
             self.bytes.push(label.len() as u8);
             self.put(label);
         }
-        let starts = &starts[..name.len().min(MAX_LABELS)];
+        self.put(suffix);
         let end = self.bytes.len();
+        if end + 1 - begin > MAX_NAME {
+            // hickory would still write a too-long name that compresses; the caller's general
+            // path decides instead.
+            self.bytes.truncate(begin);
+            return Err(NameTooLong);
+        }
         let compress = compress && self.compressed_names < COMPRESSED_NAME_LIMIT;
         if compress {
             self.compressed_names += 1;
         }
-        for &start in starts {
+        // Suffixes, longest first: each label starts right after the previous one. Suffixes
+        // stored here stay contiguous unless a pointer ends the name.
+        let first_stored = self.candidates.len();
+        let mut start = begin;
+        while start < end {
             if compress && let Some(pointer) = self.find(start, end) {
                 self.bytes.truncate(start);
                 self.put_u16(0xC000 | pointer);
+                for candidate in &mut self.candidates[first_stored..] {
+                    candidate.contiguous = false;
+                }
                 return Ok(());
             }
-            self.store(start, end);
+            self.store(start, end, true);
+            start += 1 + usize::from(self.bytes[start]);
         }
         self.bytes.push(0);
-        if self.bytes.len() - begin > MAX_NAME {
-            self.bytes.truncate(begin);
-            return Err(NameTooLong);
-        }
         Ok(())
     }
 
-    /// The first stored candidate with the bytes `bytes[start..end]`.
+    /// The first stored candidate with the bytes `bytes[start..end]` (uncompressed labels).
     fn find(&self, start: usize, end: usize) -> Option<u16> {
         let wanted = &self.bytes[start..end];
         self.candidates
             .iter()
-            .find(|c| {
-                usize::from(c.len) == wanted.len()
-                    && &self.scratch[c.from as usize..c.from as usize + wanted.len()] == wanted
-            })
+            .find(|c| usize::from(c.len) == wanted.len() && self.candidate_is(c, wanted))
             .map(|c| c.start)
             .filter(|start| start & 0xC000 == 0)
     }
 
-    fn store(&mut self, start: usize, end: usize) {
+    /// Whether candidate `c`, read back from the message (following the pointers that later
+    /// replaced its tail), is exactly `wanted`.
+    fn candidate_is(&self, c: &Candidate, wanted: &[u8]) -> bool {
+        let mut at = usize::from(c.start);
+        if c.contiguous {
+            return self.bytes.get(at..at + wanted.len()) == Some(wanted);
+        }
+        let mut rest = wanted;
+        while !rest.is_empty() {
+            let Some(&length) = self.bytes.get(at) else {
+                return false;
+            };
+            if length & 0xC0 == 0xC0 {
+                let Some(&low) = self.bytes.get(at + 1) else {
+                    return false;
+                };
+                at = usize::from(u16::from_be_bytes([length & 0x3F, low]));
+                continue;
+            }
+            let label = 1 + usize::from(length);
+            if rest.len() < label || self.bytes.get(at..at + label) != Some(&rest[..label]) {
+                return false;
+            }
+            rest = &rest[label..];
+            at += label;
+        }
+        true
+    }
+
+    fn store(&mut self, start: usize, end: usize, contiguous: bool) {
         if self.bytes.len() < 0x3FFF && self.candidates.len() < CANDIDATE_LIMIT {
-            let from = self.scratch.len() as u32;
-            self.scratch.extend_from_slice(&self.bytes[start..end]);
             self.candidates.push(Candidate {
                 start: start as u16,
-                from,
                 len: (end - start) as u16,
+                contiguous,
             });
         }
     }
 
-    /// Appends a resource record of class IN: owner (compressed), type, TTL, and the data
-    /// `rdata` writes, with its length filled in.
+    /// Appends a resource record of class IN: owner (compressed; `owner_labels` then
+    /// `owner_suffix`, as for [`Self::compressed_name`]), type, TTL, and the data `rdata`
+    /// writes, with its length filled in.
     pub fn record(
         &mut self,
-        owner: &[&[u8]],
+        (owner_labels, owner_suffix): (&[&[u8]], &[u8]),
         rtype: u16,
         ttl: u32,
         rdata: impl FnOnce(&mut Self) -> Result<(), NameTooLong>,
     ) -> Result<(), NameTooLong> {
-        self.compressed_name(owner)?;
+        self.compressed_name(owner_labels, owner_suffix)?;
         self.put_u16(rtype);
         self.put_u16(1);
         self.put_u32(ttl);
@@ -306,7 +301,7 @@ mod tests {
             let owner = labels(&record.name.to_ascii());
             let owner: Vec<&[u8]> = owner.iter().map(Vec::as_slice).collect();
             let rtype = u16::from(record.record_type());
-            ours.record(&owner, rtype, record.ttl, |w| match &record.data {
+            ours.record((&owner, &[]), rtype, record.ttl, |w| match &record.data {
                 RData::A(a) => {
                     w.put(&a.0.octets());
                     Ok(())
@@ -315,15 +310,20 @@ mod tests {
                     w.put_u16(srv.priority);
                     w.put_u16(srv.weight);
                     w.put_u16(srv.port);
+                    // The target's first label plain, the rest in wire form.
                     let target = labels(&srv.target.to_ascii());
-                    let target: Vec<&[u8]> = target.iter().map(Vec::as_slice).collect();
-                    w.uncompressed_name(&target)
+                    let mut suffix = Vec::new();
+                    for label in &target[1..] {
+                        suffix.push(label.len() as u8);
+                        suffix.extend_from_slice(label);
+                    }
+                    w.uncompressed_name(&[&target[0]], &suffix)
                 }
                 RData::SOA(soa) => {
                     for n in [&soa.mname, &soa.rname] {
                         let n = labels(&n.to_ascii());
                         let n: Vec<&[u8]> = n.iter().map(Vec::as_slice).collect();
-                        w.compressed_name(&n)?;
+                        w.compressed_name(&n, &[])?;
                     }
                     w.put_u32(soa.serial);
                     w.put_u32(soa.refresh as u32);
@@ -409,11 +409,18 @@ mod tests {
         let long = vec![b'a'; 64];
         let mut writer = WireWriter::default();
         writer.put(&[0; 12]);
-        assert_eq!(writer.compressed_name(&[&long]), Err(NameTooLong));
+        assert_eq!(writer.compressed_name(&[&long], &[]), Err(NameTooLong));
         assert_eq!(writer.len(), 12);
         let label = [b'b'; 63];
         let five = [&label[..]; 5];
-        assert_eq!(writer.uncompressed_name(&five), Err(NameTooLong));
+        assert_eq!(writer.uncompressed_name(&five, &[]), Err(NameTooLong));
+        assert_eq!(writer.len(), 12);
+        let mut suffix = vec![63u8];
+        suffix.extend_from_slice(&label);
+        assert_eq!(
+            writer.compressed_name(&five[..3], &suffix),
+            Err(NameTooLong)
+        );
         assert_eq!(writer.len(), 12);
     }
 }

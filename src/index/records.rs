@@ -218,7 +218,11 @@ pub fn dashed_ip(ip: &IpAddr) -> String {
 /// [`dashed_ip`], parsed on the stack.
 pub fn undashed_ip(label: &str) -> Option<IpAddr> {
     let bytes = label.as_bytes();
-    if bytes.len() > 45 || !bytes.contains(&b'-') {
+    // Only hex digits and dashes can spell an address: most labels (pod names) stop here.
+    if bytes.len() > 45
+        || !bytes.contains(&b'-')
+        || !bytes.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-')
+    {
         return None;
     }
     let parse_with = |separator: u8| {

@@ -181,14 +181,13 @@ fn main() {
             assert!(cache.answer(request, &mut out));
             std::hint::black_box(&out);
         });
-        let mut direct = Direct::default();
-        let authority = responder.authority();
+        let mut direct = Direct::new(responder.authority());
         let taken = direct
-            .answer(authority, &index, 1232, &requests[0], &mut out)
+            .answer(&index, 1232, &requests[0], &mut out)
             .is_some();
         let direct_time = per_query(rounds, |i| {
             let request = &requests[i as usize % requests.len()];
-            std::hint::black_box(direct.answer(authority, &index, 1232, request, &mut out));
+            std::hint::black_box(direct.answer(&index, 1232, request, &mut out));
         });
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
         let direct_column = if taken {

@@ -242,7 +242,7 @@ fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() 
     let keys = generate(&mut writer, 0x5851_f42d_4c95_7f2d);
     writer.mark_synced();
     let mut rng = Rng(11);
-    let mut direct = Direct::default();
+    let mut direct = Direct::new(responder.authority());
     let (mut taken, mut declined, mut out) = (0, 0, Vec::new());
     let mut shapes = std::collections::BTreeSet::new();
     for (i, (name, rtype)) in questions(&index, &keys).iter().enumerate() {
@@ -253,8 +253,7 @@ fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() 
                 edns,
             };
             let request = variant(&ask, i as u16, &mut rng);
-            let authority = responder.authority();
-            let Some(outcome) = direct.answer(authority, &index, 1232, &request, &mut out) else {
+            let Some(outcome) = direct.answer(&index, 1232, &request, &mut out) else {
                 declined += 1;
                 continue;
             };
@@ -315,17 +314,13 @@ fn direct_answers_follow_the_index_while_it_changes() {
         })
     };
     let mut rng = Rng(5);
-    let mut direct = Direct::default();
+    let mut direct = Direct::new(responder.authority());
     let (mut checked, mut out) = (0, Vec::new());
     for round in 0..20_000u32 {
         let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
         let request = variant(&Ask::new(name, *rtype), round as u16, &mut rng);
         let _quiet = quiet.read().unwrap();
-        let authority = responder.authority();
-        if direct
-            .answer(authority, &index, 1232, &request, &mut out)
-            .is_none()
-        {
+        if direct.answer(&index, 1232, &request, &mut out).is_none() {
             continue;
         }
         let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
