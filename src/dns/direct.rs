@@ -22,8 +22,8 @@
 //!   both ways; anything it is not sure of returns `None` before writing a reply;
 //! - it reads the live index (one `Arc<ServiceRecords>` per answer), so it cannot serve an
 //!   answer older than the Service it read;
-//! - a response that would not fit the client's UDP size goes to the general path, which
-//!   truncates.
+//! - a response too big for the client's UDP size loses its glue first, as the general path's
+//!   does (R12); one that still does not fit goes to the general path, which truncates.
 
 use std::net::IpAddr;
 
@@ -43,6 +43,8 @@ const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
 const TYPE_SOA: u16 = 6;
 const CLASS_IN: u16 = 1;
+/// Bytes of an OPT record without options.
+const OPT_LEN: usize = 11;
 /// Labels a question may have to be taken here (ours have at most five plus the zone's).
 const MAX_QUESTION_LABELS: usize = 32;
 
@@ -314,6 +316,8 @@ impl Direct {
         // The question's name, lowercased, without its root byte.
         let owner: (&[&[u8]], &[u8]) = (&[], &question.lowered[..question.lowered.len() - 1]);
         let (mut answers, mut authorities, mut additional) = (0u16, 0u16, 0u16);
+        // Where the glue starts: dropped first when the response is too big (R12).
+        let mut glue_at: Option<usize> = None;
         match &finding {
             Finding::Addresses(ips) => {
                 for ip in ips {
@@ -342,6 +346,7 @@ impl Direct {
                         .ok()?;
                     answers += 1;
                 }
+                glue_at = Some(writer.len());
                 let mut previous: Option<&str> = None;
                 for (label, _) in entries {
                     if previous == Some(*label) {
@@ -373,6 +378,21 @@ impl Direct {
                 authorities += 1;
             }
         }
+        let limit = usize::from(match question.edns_payload {
+            Some(offered) => offered.clamp(512, max_udp_payload.max(512)),
+            None => 512,
+        });
+        let opt_len = if question.edns_payload.is_some() {
+            OPT_LEN
+        } else {
+            0
+        };
+        if let Some(glue_at) = glue_at
+            && writer.len() + opt_len > limit
+        {
+            writer.truncate(glue_at);
+            additional = 0;
+        }
         if question.edns_payload.is_some() {
             writer.opt(max_udp_payload);
             additional += 1;
@@ -380,11 +400,8 @@ impl Direct {
         writer.set_u16(6, answers);
         writer.set_u16(8, authorities);
         writer.set_u16(10, additional);
-        let limit = match question.edns_payload {
-            Some(offered) => offered.clamp(512, max_udp_payload.max(512)),
-            None => 512,
-        };
-        if writer.len() > usize::from(limit) {
+        if writer.len() > limit {
+            // Whole RRsets would have to go, with TC: the general path's business.
             return None;
         }
         writer.copy_to(out);

@@ -249,6 +249,13 @@ impl WireWriter {
         self.put_u16(0);
     }
 
+    /// Cuts the message back to `len` bytes, forgetting the candidates stored past it (a
+    /// candidate before `len` never points past it: pointers point backwards).
+    pub fn truncate(&mut self, len: usize) {
+        self.bytes.truncate(len);
+        self.candidates.retain(|c| usize::from(c.start) < len);
+    }
+
     /// Moves the message out, leaving the writer empty.
     pub fn take(&mut self) -> Vec<u8> {
         let bytes = std::mem::take(&mut self.bytes);

@@ -245,6 +245,8 @@ fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() 
     let mut direct = Direct::new(responder.authority());
     let (mut taken, mut declined, mut out) = (0, 0, Vec::new());
     let mut shapes = std::collections::BTreeSet::new();
+    // SRV answers written with their glue, and with the glue dropped to fit (R12).
+    let mut glue = [0, 0];
     for (i, (name, rtype)) in questions(&index, &keys).iter().enumerate() {
         for edns in [None, Some(512), Some(1232), Some(4096)] {
             let ask = Ask {
@@ -264,6 +266,11 @@ fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() 
             );
             assert_eq!(outcome.rcode.map(u16::from), Some(u16::from(shape(&out).0)));
             shapes.insert((*rtype, shape(&out).0, shape(&out).1 > 0));
+            let additional = u16::from_be_bytes([out[10], out[11]]);
+            if *rtype == RecordType::SRV && shape(&out).1 > 0 {
+                let only_opt = u16::from(edns.is_some());
+                glue[usize::from(additional == only_opt)] += 1;
+            }
             taken += 1;
         }
     }
@@ -282,6 +289,10 @@ fn every_question_the_direct_path_takes_is_the_same_bytes_as_the_general_path() 
             "never answered {wanted:?}: {shapes:?}"
         );
     }
+    assert!(
+        glue[0] > 0 && glue[1] > 0,
+        "SRV with glue / glue dropped: {glue:?}"
+    );
     assert!(taken > 2000, "direct answers: {taken}");
     assert!(declined > 1000, "declined: {declined}");
 }
