@@ -10,10 +10,11 @@
 //!
 //! Invariant: a departing endpoint's address is in none of its Service's stored slices.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::slices::Slices;
 use crate::model::EndpointSlice;
 
 /// One departed endpoint, as a one-endpoint slice that keeps its ports and family.
@@ -26,11 +27,7 @@ pub struct Departed {
 }
 
 /// The ready endpoints of `old` whose addresses are in none of `slices`, departing until `until`.
-pub fn departed_from(
-    old: &EndpointSlice,
-    slices: &BTreeMap<String, EndpointSlice>,
-    until: Instant,
-) -> Vec<Departed> {
+pub fn departed_from(old: &EndpointSlice, slices: &Slices, until: Instant) -> Vec<Departed> {
     let present = addresses_in(slices);
     old.endpoints
         .iter()
@@ -47,11 +44,7 @@ pub fn departed_from(
 }
 
 /// Drops departed endpoints whose grace ended or whose address is back in `slices`.
-pub fn prune(
-    departing: &mut Vec<Departed>,
-    slices: &BTreeMap<String, EndpointSlice>,
-    now: Instant,
-) {
+pub fn prune(departing: &mut Vec<Departed>, slices: &Slices, now: Instant) {
     if departing.is_empty() {
         return;
     }
@@ -68,9 +61,9 @@ pub fn prune(
 }
 
 /// Every address in `slices`, ready or not.
-fn addresses_in(slices: &BTreeMap<String, EndpointSlice>) -> HashSet<IpAddr> {
+fn addresses_in(slices: &Slices) -> HashSet<IpAddr> {
     slices
-        .values()
+        .iter()
         .flat_map(|slice| {
             slice
                 .endpoints

@@ -22,6 +22,7 @@
 mod departures;
 mod ptr;
 mod records;
+mod slices;
 mod writer;
 
 use std::net::IpAddr;

@@ -13,7 +13,7 @@
 //! - `namespaces` counts published Services per namespace;
 //! - the serial is bumped once per rebuild whose published value differs from the last.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::departures::{Departed, departed_from, prune};
 use super::ptr::{ClaimRank, PtrClaim, PtrClaims};
 use super::records::{ServiceRecords, dashed_ip};
+use super::slices::Slices;
 use super::{PtrTarget, Shared, service_key};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
@@ -30,7 +31,7 @@ use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind
 #[derive(Debug, Default)]
 struct ServiceState {
     service: Option<Service>,
-    slices: BTreeMap<String, EndpointSlice>,
+    slices: Slices,
     published: Option<Arc<ServiceRecords>>,
     /// The PTR claims of the published records, sorted.
     claimed: Vec<(IpAddr, PtrClaim)>,
@@ -113,7 +114,7 @@ impl IndexWriter {
         }
         let grace = self.departure_grace;
         let state = self.services.entry(owner.clone()).or_default();
-        let old = state.slices.insert(slice_key.name.clone(), slice);
+        let old = state.slices.insert(slice);
         if let Some(old) = old
             && !grace.is_zero()
         {
@@ -135,8 +136,7 @@ impl IndexWriter {
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
     /// removes those that vanished. Unchanged Services keep their published records.
     pub fn replace_all(&mut self, state: ClusterState) {
-        let mut next: HashMap<ServiceKey, (Option<Service>, BTreeMap<String, EndpointSlice>)> =
-            HashMap::new();
+        let mut next: HashMap<ServiceKey, (Option<Service>, Slices)> = HashMap::new();
         for service in state.services {
             let key = service.key.clone();
             next.entry(key).or_default().0 = Some(service);
@@ -145,7 +145,7 @@ impl IndexWriter {
         for slice in state.slices {
             self.slice_owner.insert(slice.key(), slice.service.clone());
             let slices = &mut next.entry(slice.service.clone()).or_default().1;
-            slices.insert(slice.name.clone(), slice);
+            slices.insert(slice);
         }
         let vanished: Vec<ServiceKey> = self
             .services
@@ -211,7 +211,7 @@ impl IndexWriter {
         let records = state.service.as_ref().map(|service| {
             Arc::new(ServiceRecords::build(
                 service,
-                state.slices.values().chain(departing),
+                state.slices.iter().chain(departing),
                 self.srv_target,
             ))
         });
