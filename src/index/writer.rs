@@ -32,9 +32,9 @@ use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind
 struct ServiceState {
     service: Option<Service>,
     slices: Slices,
+    /// What was last published; its PTR claims are derived from it ([`claims_of`]) rather
+    /// than stored.
     published: Option<Arc<ServiceRecords>>,
-    /// The PTR claims of the published records, sorted.
-    claimed: Vec<(IpAddr, PtrClaim)>,
     /// Endpoints that left a slice and are kept for the departure grace.
     departing: Vec<Departed>,
 }
@@ -235,17 +235,12 @@ impl IndexWriter {
                 .fetch_sub(old_endpoints, Ordering::Relaxed);
             self.shared.names.fetch_add(new_names, Ordering::Relaxed);
             self.shared.names.fetch_sub(old_names, Ordering::Relaxed);
+            let claims = |r: Option<&ServiceRecords>| r.map(|r| claims_of(key, r));
+            let old_claims = claims(state.published.as_deref()).unwrap_or_default();
+            let new_claims = claims(records.as_deref()).unwrap_or_default();
             state.published = records.clone();
-            let old_claims = std::mem::take(&mut state.claimed);
-            let new_claims = records
-                .as_deref()
-                .map(|r| claims_of(key, r))
-                .unwrap_or_default();
             self.publish_service(key, records, was_published);
             self.update_claims(&old_claims, &new_claims);
-            if let Some(state) = self.services.get_mut(key) {
-                state.claimed = new_claims;
-            }
             self.shared.serial.fetch_add(1, Ordering::AcqRel);
         }
         let empty = self
