@@ -5,7 +5,7 @@
 //!                                              | rebuilds one Service's ServiceRecords
 //!                                              v publishes Arc<ServiceRecords> whole
 //!  dns handlers  <--Index (Clone)--  DashMap "svc.ns" -> Arc<ServiceRecords>
-//!                                    DashMap ip -> Arc<PtrTarget>, namespaces, serial, synced
+//!                                    DashMap ip -> Claims (PTR), namespaces, serial, synced
 //! ```
 //!
 //! Invariants:
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-pub use ptr::{ClaimRank, PtrClaim};
+pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
     NotReadyEndpoint, Positions, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
 };
@@ -55,7 +55,8 @@ pub struct PtrTarget {
 struct Shared {
     services: DashMap<Box<str>, Arc<ServiceRecords>>,
     namespaces: DashMap<Box<str>, usize>,
-    ptr: DashMap<IpAddr, Arc<PtrTarget>>,
+    /// Every Service's claims on each address; the best one is answered (R7).
+    ptr: DashMap<IpAddr, Claims>,
     serial: AtomicU32,
     synced: AtomicBool,
     /// Ready endpoint addresses over all published Services.
@@ -108,8 +109,14 @@ impl Index {
     }
 
     /// The PTR target of `ip`, if any Service claims it (R7).
-    pub fn ptr(&self, ip: &IpAddr) -> Option<Arc<PtrTarget>> {
-        self.shared.ptr.get(ip).map(|entry| entry.value().clone())
+    pub fn ptr(&self, ip: &IpAddr) -> Option<PtrTarget> {
+        self.shared.ptr.get(ip).map(|entry| {
+            let best = entry.value().best();
+            PtrTarget {
+                label: best.label.clone(),
+                service: best.service.clone(),
+            }
+        })
     }
 
     /// The SOA serial: it changes whenever an answer does.

@@ -21,10 +21,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
-use super::ptr::{ClaimRank, PtrClaim, PtrClaims};
+use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
 use super::slices::Slices;
-use super::{PtrTarget, Shared, service_key};
+use super::{Shared, service_key};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
@@ -46,7 +46,6 @@ pub struct IndexWriter {
     srv_target: SrvTargetStyle,
     services: HashMap<ServiceKey, ServiceState>,
     slice_owner: HashMap<SliceKey, ServiceKey>,
-    claims: PtrClaims,
     /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
     departure_grace: Duration,
 }
@@ -58,7 +57,6 @@ impl IndexWriter {
             srv_target,
             services: HashMap::new(),
             slice_owner: HashMap::new(),
-            claims: PtrClaims::default(),
             departure_grace: Duration::ZERO,
         }
     }
@@ -279,51 +277,55 @@ impl IndexWriter {
         }
     }
 
-    /// Applies the difference between a Service's old and new claims (both sorted) and
-    /// republishes the PTR target of each address whose claims changed.
+    /// Applies the difference between a Service's old and new claims (both sorted): each
+    /// address whose claims changed gets its new claims in one write, so a reader sees the
+    /// address before the change or after it.
     fn update_claims(&mut self, old: &[(IpAddr, PtrClaim)], new: &[(IpAddr, PtrClaim)]) {
-        let mut touched: Vec<IpAddr> = Vec::new();
-        let (mut i, mut j) = (0, 0);
+        let (mut old, mut new) = (old, new);
         loop {
-            match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
-                (Some((ip, claim)), Some(b)) if (ip, claim) < (&b.0, &b.1) => {
-                    self.claims.remove(*ip, claim);
-                    touched.push(*ip);
-                    i += 1;
-                }
-                (_, Some((ip, claim))) => {
-                    self.claims.add(*ip, claim.clone());
-                    touched.push(*ip);
-                    j += 1;
-                }
-                (Some((ip, claim)), None) => {
-                    self.claims.remove(*ip, claim);
-                    touched.push(*ip);
-                    i += 1;
-                }
+            let ip = match (old.first(), new.first()) {
+                (Some(a), Some(b)) => a.0.min(b.0),
+                (Some(a), None) => a.0,
+                (None, Some(b)) => b.0,
                 (None, None) => break,
+            };
+            let split = |claims: &[(IpAddr, PtrClaim)]| {
+                claims
+                    .iter()
+                    .position(|(other, _)| *other != ip)
+                    .unwrap_or(claims.len())
+            };
+            let (before, rest_old) = old.split_at(split(old));
+            let (after, rest_new) = new.split_at(split(new));
+            if before != after {
+                self.publish_ptr(ip, before, after);
             }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for ip in touched {
-            self.publish_ptr(ip);
+            (old, new) = (rest_old, rest_new);
         }
     }
 
-    fn publish_ptr(&mut self, ip: IpAddr) {
-        match self.claims.best(&ip) {
-            Some(best) => {
-                let target = PtrTarget {
-                    label: best.label.clone(),
-                    service: best.service.clone(),
-                };
-                let unchanged = self.shared.ptr.get(&ip).is_some_and(|t| **t == target);
-                if !unchanged {
-                    self.shared.ptr.insert(ip, Arc::new(target));
-                }
+    /// Replaces `removed` by `added` among the claims on `ip`.
+    fn publish_ptr(
+        &mut self,
+        ip: IpAddr,
+        removed: &[(IpAddr, PtrClaim)],
+        added: &[(IpAddr, PtrClaim)],
+    ) {
+        let current = self
+            .shared
+            .ptr
+            .get(&ip)
+            .map(|claims| claims.value().clone());
+        let claims = Claims::updated(
+            current.as_ref(),
+            removed.iter().map(|(_, claim)| claim),
+            added.iter().map(|(_, claim)| claim),
+        );
+        match claims {
+            Some(claims) if current.as_ref() != Some(&claims) => {
+                self.shared.ptr.insert(ip, claims);
             }
+            Some(_) => {}
             None => {
                 self.shared.ptr.remove(&ip);
             }
