@@ -22,7 +22,7 @@
 mod departures;
 mod ptr;
 mod records;
-mod slices;
+mod stored;
 mod writer;
 
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ use dashmap::DashMap;
 
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
-    NotReadyEndpoint, Positions, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
+    NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
 };
 pub use writer::IndexWriter;
 

@@ -7,15 +7,16 @@
 //!
 //! Invariants:
 //! - `endpoints` is sorted by address and holds each address once;
-//! - every name in `labels` maps to at least one index into `endpoints`;
+//! - `labels` is sorted and holds each (label, index into `endpoints`) pair once;
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
-use crate::model::{EndpointSlice, Port, Service, ServiceKind};
+use crate::model::{Port, ServiceKind};
 
 /// A ready endpoint address with what its names need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,83 +42,54 @@ pub struct NotReadyEndpoint {
     pub pod_name: Option<Arc<str>>,
 }
 
-/// The endpoints one label names: nearly always one, so no vector is allocated for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Positions {
-    /// One endpoint.
-    One(u32),
-    /// Several endpoints, ascending.
-    Many(Box<[u32]>),
-}
-
-impl Positions {
-    /// The positions as a slice.
-    pub fn as_slice(&self) -> &[u32] {
-        match self {
-            Positions::One(position) => std::slice::from_ref(position),
-            Positions::Many(positions) => positions,
-        }
-    }
-
-    fn push(&mut self, position: u32) {
-        if self.as_slice().last() == Some(&position) {
-            return;
-        }
-        let mut all = self.as_slice().to_vec();
-        all.push(position);
-        *self = Positions::Many(all.into_boxed_slice());
-    }
-}
-
 /// Everything the answer rules need to know about one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRecords {
     /// Headless, ClusterIP or ExternalName.
     pub kind: ServiceKind,
-    /// The Service's own ports (ClusterIP SRV answers).
-    pub service_ports: Vec<Port>,
+    /// The Service's own ports (ClusterIP SRV answers), shared with the writer's copy.
+    pub service_ports: Arc<[Port]>,
     /// Ready endpoints, sorted by address, one entry per address.
     pub endpoints: Vec<ReadyEndpoint>,
-    /// Hostname or pod name to indexes into `endpoints` (dashed IPs are not stored: they are
-    /// parsed back into an address and found by binary search).
-    pub labels: HashMap<Box<str>, Positions>,
+    /// (hostname or pod name, index into `endpoints`), sorted, each pair once: a label naming
+    /// several endpoints has one pair per endpoint. Dashed IPs are not stored: they are parsed
+    /// back into an address and found by binary search. The labels are the writer's `Arc`s.
+    pub labels: Box<[(Arc<str>, u32)]>,
     /// Endpoints that are not ready (and not also ready in another slice), for explanations.
     pub not_ready: Vec<NotReadyEndpoint>,
 }
 
 impl ServiceRecords {
     /// Compiles a Service and its slices (in any order) into its answers.
-    pub fn build<'a>(
-        service: &Service,
-        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    pub(crate) fn build<'a>(
+        service: &StoredService,
+        slices: impl IntoIterator<Item = &'a StoredSlice>,
         srv_target: SrvTargetStyle,
     ) -> Self {
-        let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Box<str>>)> = BTreeMap::new();
+        let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Arc<str>>)> = BTreeMap::new();
         let mut not_ready: BTreeMap<IpAddr, NotReadyEndpoint> = BTreeMap::new();
         if !matches!(service.kind, ServiceKind::ExternalName(_)) {
             for slice in slices {
                 for endpoint in slice.endpoints.iter().filter(|e| !e.ready) {
-                    for ip in &endpoint.addresses {
+                    for ip in endpoint.addresses.as_slice() {
                         not_ready.entry(*ip).or_insert_with(|| NotReadyEndpoint {
                             ip: *ip,
-                            hostname: endpoint.hostname.as_deref().map(Arc::from),
-                            pod_name: endpoint.pod_name.as_deref().map(Arc::from),
+                            hostname: endpoint.hostname.clone(),
+                            pod_name: endpoint.pod_name.clone(),
                         });
                     }
                 }
-                let ports: Arc<[Port]> = slice.ports.clone().into();
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
-                    for ip in &endpoint.addresses {
-                        let hostname: Option<Arc<str>> =
-                            endpoint.hostname.as_deref().map(Arc::from);
-                        let pod_name = endpoint.pod_name.as_deref().map(Box::from);
+                    for ip in endpoint.addresses.as_slice() {
+                        let hostname = endpoint.hostname.clone();
+                        let pod_name = endpoint.pod_name.clone();
                         let srv_label =
-                            srv_label(hostname.as_ref(), pod_name.as_deref(), ip, srv_target);
+                            srv_label(hostname.as_ref(), pod_name.as_ref(), ip, srv_target);
                         let entry = ReadyEndpoint {
                             ip: *ip,
                             hostname,
                             srv_label,
-                            ports: ports.clone(),
+                            ports: slice.ports.clone(),
                         };
                         // The same address in two slices (a pod moving between slices): keep
                         // the first, deterministically, since slices arrive sorted by name.
@@ -127,30 +99,22 @@ impl ServiceRecords {
             }
         }
         let mut endpoints = Vec::with_capacity(by_ip.len());
-        let mut labels: HashMap<Box<str>, Positions> = HashMap::new();
+        let mut labels: Vec<(Arc<str>, u32)> = Vec::new();
         for (position, (_, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
             let position = position as u32;
-            let mut add = |label: Box<str>| match labels.get_mut(&label) {
-                Some(positions) => positions.push(position),
-                None => {
-                    labels.insert(label, Positions::One(position));
-                }
-            };
-            if let Some(hostname) = &endpoint.hostname {
-                add(Box::from(&**hostname));
-            }
-            if let Some(pod_name) = pod_name {
-                add(pod_name);
-            }
+            labels.extend(endpoint.hostname.clone().map(|label| (label, position)));
+            labels.extend(pod_name.map(|label| (label, position)));
             endpoints.push(endpoint);
         }
+        labels.sort_unstable();
+        labels.dedup();
         let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
         not_ready.retain(|ip, _| !is_ready(ip));
         Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
             endpoints,
-            labels,
+            labels: labels.into_boxed_slice(),
             not_ready: not_ready.into_values().collect(),
         }
     }
@@ -160,37 +124,39 @@ impl ServiceRecords {
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
-        let named = self
-            .labels
-            .get(label)
-            .map(Positions::as_slice)
-            .unwrap_or_default();
+        let start = self.labels.partition_point(|(name, _)| **name < *label);
+        let count = self.labels[start..]
+            .iter()
+            .take_while(|(name, _)| **name == *label)
+            .count();
+        let named = &self.labels[start..start + count];
         let dashed = undashed_ip(label)
             .and_then(|ip| self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).ok())
             .map(|position| position as u32)
-            .filter(|position| !named.contains(position));
+            .filter(|position| !named.iter().any(|(_, p)| p == position));
         named
             .iter()
-            .copied()
+            .map(|(_, position)| *position)
             .chain(dashed)
             .filter_map(|position| self.endpoints.get(position as usize))
     }
 
     /// Names answerable below this Service: hostnames and pod names, and dashed IPs.
     pub fn name_count(&self) -> usize {
-        self.labels.len() + self.endpoints.len()
+        let distinct = self.labels.chunk_by(|a, b| a.0 == b.0).count();
+        distinct + self.endpoints.len()
     }
 }
 
 fn srv_label(
     hostname: Option<&Arc<str>>,
-    pod_name: Option<&str>,
+    pod_name: Option<&Arc<str>>,
     ip: &IpAddr,
     style: SrvTargetStyle,
 ) -> Arc<str> {
     match (hostname, pod_name, style) {
         (Some(hostname), _, _) => hostname.clone(),
-        (None, Some(pod), SrvTargetStyle::PodName) => pod.into(),
+        (None, Some(pod), SrvTargetStyle::PodName) => pod.clone(),
         _ => dashed_ip(ip).into(),
     }
 }
@@ -245,7 +211,7 @@ pub fn srv_weight(count: usize) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AddressFamily, Endpoint, Protocol, ServiceKey};
+    use crate::model::{AddressFamily, Endpoint, EndpointSlice, Protocol, Service, ServiceKey};
 
     fn endpoint(ip: &str, ready: bool, hostname: Option<&str>, pod: Option<&str>) -> Endpoint {
         Endpoint {
@@ -256,8 +222,8 @@ mod tests {
         }
     }
 
-    fn slice(name: &str, family: AddressFamily, endpoints: Vec<Endpoint>) -> EndpointSlice {
-        EndpointSlice {
+    fn slice(name: &str, family: AddressFamily, endpoints: Vec<Endpoint>) -> StoredSlice {
+        StoredSlice::from(EndpointSlice {
             name: name.into(),
             service: ServiceKey::new("default", "db"),
             family,
@@ -267,15 +233,15 @@ mod tests {
                 port: 5432,
             }],
             endpoints,
-        }
+        })
     }
 
-    fn headless() -> Service {
-        Service {
+    fn headless() -> StoredService {
+        StoredService::from(Service {
             key: ServiceKey::new("default", "db"),
             kind: ServiceKind::Headless,
             ports: vec![],
-        }
+        })
     }
 
     #[test]
@@ -376,13 +342,40 @@ mod tests {
     }
 
     #[test]
+    fn labels_naming_several_endpoints_answer_all_once() {
+        let s = slice(
+            "db-a",
+            AddressFamily::Ipv4,
+            vec![
+                endpoint("10.0.0.3", true, Some("db"), Some("web-c")),
+                endpoint("10.0.0.1", true, Some("db"), Some("web-a")),
+                endpoint("10.0.0.2", true, Some("10-0-0-2"), Some("10-0-0-2")),
+            ],
+        );
+        let records = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
+        let ips = |label: &str| -> Vec<String> {
+            records
+                .endpoints_labelled(label)
+                .map(|e| e.ip.to_string())
+                .collect()
+        };
+        assert_eq!(ips("db"), ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(ips("web-c"), ["10.0.0.3"]);
+        assert_eq!(ips("10-0-0-2"), ["10.0.0.2"]);
+        assert_eq!(ips("10-0-0-3"), ["10.0.0.3"]);
+        assert!(ips("d").is_empty() && ips("dbx").is_empty());
+        // Labels db, web-a, web-c, 10-0-0-2, and one dashed IP per endpoint.
+        assert_eq!(records.name_count(), 4 + 3);
+    }
+
+    #[test]
     fn external_name_has_no_endpoints() {
         let s = slice(
             "db-a",
             AddressFamily::Ipv4,
             vec![endpoint("10.0.0.1", true, None, None)],
         );
-        let service = Service {
+        let service = StoredService {
             kind: ServiceKind::ExternalName("example.com".into()),
             ..headless()
         };

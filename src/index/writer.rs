@@ -1,7 +1,8 @@
 //! The index's single writer: applies source events and publishes whole Services.
 //!
-//! The writer keeps, per Service, the model inputs (the Service and its slices by name) and what
-//! it last published. Every event touches one Service (two when a slice changes owner), rebuilds
+//! The writer keeps, per Service, its inputs (the Service and its slices by name, converted to
+//! the compact types of `stored.rs`, whose strings the records share) and what it last
+//! published. Every event touches one Service (two when a slice changes owner), rebuilds
 //! that Service's [`ServiceRecords`] aside and swaps the new `Arc` in, so readers see a slice
 //! update entirely or not at all. `replace_all` applies a complete list: it rebuilds what changed
 //! and removes what vanished, Service by Service, holding no second copy of the world.
@@ -23,14 +24,14 @@ use std::time::{Duration, Instant};
 use super::departures::{Departed, departed_from, prune};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
-use super::slices::Slices;
+use super::stored::{Slices, StoredService, StoredSlice};
 use super::{Shared, service_key};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
 #[derive(Debug, Default)]
 struct ServiceState {
-    service: Option<Service>,
+    service: Option<StoredService>,
     slices: Slices,
     /// What was last published; its PTR claims are derived from it ([`claims_of`]) rather
     /// than stored.
@@ -87,7 +88,7 @@ impl IndexWriter {
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, service: Service) {
         let key = service.key.clone();
-        self.services.entry(key.clone()).or_default().service = Some(service);
+        self.services.entry(key.clone()).or_default().service = Some(service.into());
         self.rebuild(&key);
     }
 
@@ -104,6 +105,7 @@ impl IndexWriter {
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
         let slice_key = slice.key();
         let owner = slice.service.clone();
+        let slice = StoredSlice::from(slice);
         if let Some(previous) = self.slice_owner.get(&slice_key).cloned()
             && previous != owner
         {
@@ -134,16 +136,16 @@ impl IndexWriter {
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
     /// removes those that vanished. Unchanged Services keep their published records.
     pub fn replace_all(&mut self, state: ClusterState) {
-        let mut next: HashMap<ServiceKey, (Option<Service>, Slices)> = HashMap::new();
+        let mut next: HashMap<ServiceKey, (Option<StoredService>, Slices)> = HashMap::new();
         for service in state.services {
             let key = service.key.clone();
-            next.entry(key).or_default().0 = Some(service);
+            next.entry(key).or_default().0 = Some(service.into());
         }
         self.slice_owner.clear();
         for slice in state.slices {
             self.slice_owner.insert(slice.key(), slice.service.clone());
             let slices = &mut next.entry(slice.service.clone()).or_default().1;
-            slices.insert(slice);
+            slices.insert(slice.into());
         }
         let vanished: Vec<ServiceKey> = self
             .services
