@@ -8,7 +8,9 @@
 //! and removes what vanished, Service by Service, holding no second copy of the world.
 //!
 //! Invariants:
-//! - `slice_owner` names, for every stored slice, the Service whose `slices` holds it;
+//! - `slice_owner` names, for every stored slice, the Service whose `slices` holds it, by the
+//!   same `Arc<ServiceKey>` that keys `services` (and that its PTR claims name), so a Service's
+//!   key is allocated once;
 //! - a Service is published exactly when its Service object is known; slices that arrive first
 //!   wait in its state;
 //! - `namespaces` counts published Services per namespace;
@@ -45,8 +47,8 @@ struct ServiceState {
 pub struct IndexWriter {
     shared: Arc<Shared>,
     srv_target: SrvTargetStyle,
-    services: HashMap<ServiceKey, ServiceState>,
-    slice_owner: HashMap<SliceKey, ServiceKey>,
+    services: HashMap<Arc<ServiceKey>, ServiceState>,
+    slice_owner: HashMap<SliceKey, Arc<ServiceKey>>,
     /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
     departure_grace: Duration,
 }
@@ -71,7 +73,7 @@ impl IndexWriter {
 
     /// Ends the grace of departed endpoints whose time is up; call it periodically.
     pub fn expire_departures(&mut self, now: Instant) {
-        let due: Vec<ServiceKey> = self
+        let due: Vec<Arc<ServiceKey>> = self
             .services
             .iter()
             .filter(|(_, state)| state.departing.iter().any(|d| d.until <= now))
@@ -87,7 +89,7 @@ impl IndexWriter {
 
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, service: Service) {
-        let key = service.key.clone();
+        let key = self.shared_key(&service.key);
         self.services.entry(key.clone()).or_default().service = Some(service.into());
         self.rebuild(&key);
     }
@@ -104,14 +106,14 @@ impl IndexWriter {
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
         let slice_key = slice.key();
-        let owner = slice.service.clone();
-        let slice = StoredSlice::from(slice);
         if let Some(previous) = self.slice_owner.get(&slice_key).cloned()
-            && previous != owner
+            && *previous != slice.service
         {
             self.detach_slice(&previous, &slice_key.name);
             self.rebuild(&previous);
         }
+        let owner = self.shared_key(&slice.service);
+        let slice = StoredSlice::from(slice);
         let grace = self.departure_grace;
         let state = self.services.entry(owner.clone()).or_default();
         let old = state.slices.insert(slice);
@@ -136,18 +138,35 @@ impl IndexWriter {
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
     /// removes those that vanished. Unchanged Services keep their published records.
     pub fn replace_all(&mut self, state: ClusterState) {
-        let mut next: HashMap<ServiceKey, (Option<StoredService>, Slices)> = HashMap::new();
-        for service in state.services {
-            let key = service.key.clone();
-            next.entry(key).or_default().0 = Some(service.into());
-        }
+        type Inputs = (Option<StoredService>, Slices);
+        let mut next: HashMap<Arc<ServiceKey>, Inputs> = HashMap::new();
+        // The shared key of a Service in `next`: the one already there, else the writer's.
+        let next_key = |next: &mut HashMap<Arc<ServiceKey>, Inputs>, key: &ServiceKey| {
+            if let Some((shared, _)) = next.get_key_value(key) {
+                return shared.clone();
+            }
+            let shared = self
+                .services
+                .get_key_value(key)
+                .map_or_else(|| Arc::new(key.clone()), |(shared, _)| shared.clone());
+            next.insert(shared.clone(), Inputs::default());
+            shared
+        };
         self.slice_owner.clear();
-        for slice in state.slices {
-            self.slice_owner.insert(slice.key(), slice.service.clone());
-            let slices = &mut next.entry(slice.service.clone()).or_default().1;
-            slices.insert(slice.into());
+        for service in state.services {
+            let key = next_key(&mut next, &service.key);
+            if let Some(inputs) = next.get_mut(&key) {
+                inputs.0 = Some(service.into());
+            }
         }
-        let vanished: Vec<ServiceKey> = self
+        for slice in state.slices {
+            let owner = next_key(&mut next, &slice.service);
+            self.slice_owner.insert(slice.key(), owner.clone());
+            if let Some(inputs) = next.get_mut(&owner) {
+                inputs.1.insert(slice.into());
+            }
+        }
+        let vanished: Vec<Arc<ServiceKey>> = self
             .services
             .keys()
             .filter(|key| !next.contains_key(*key))
@@ -182,12 +201,19 @@ impl IndexWriter {
         self.services
             .iter()
             .filter(|(_, state)| state.service.is_some())
-            .map(|(key, _)| key)
+            .map(|(key, _)| &**key)
     }
 
     /// The keys of every stored EndpointSlice.
     pub fn slice_keys(&self) -> impl Iterator<Item = &SliceKey> + '_ {
         self.slice_owner.keys()
+    }
+
+    /// The `Arc` that keys `key`'s state, or a new one for a Service not stored yet.
+    fn shared_key(&self, key: &ServiceKey) -> Arc<ServiceKey> {
+        self.services
+            .get_key_value(key)
+            .map_or_else(|| Arc::new(key.clone()), |(shared, _)| shared.clone())
     }
 
     fn detach_slice(&mut self, owner: &ServiceKey, slice_name: &str) {
@@ -203,6 +229,9 @@ impl IndexWriter {
 
     /// Recompiles one Service and publishes it if its answers changed.
     fn rebuild(&mut self, key: &ServiceKey) {
+        let Some(shared_key) = self.services.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
         let Some(state) = self.services.get_mut(key) else {
             return;
         };
@@ -235,7 +264,7 @@ impl IndexWriter {
                 .fetch_sub(old_endpoints, Ordering::Relaxed);
             self.shared.names.fetch_add(new_names, Ordering::Relaxed);
             self.shared.names.fetch_sub(old_names, Ordering::Relaxed);
-            let claims = |r: Option<&ServiceRecords>| r.map(|r| claims_of(key, r));
+            let claims = |r: Option<&ServiceRecords>| r.map(|r| claims_of(&shared_key, r));
             let old_claims = claims(state.published.as_deref()).unwrap_or_default();
             let new_claims = claims(records.as_deref()).unwrap_or_default();
             state.published = records.clone();
@@ -337,8 +366,7 @@ impl IndexWriter {
 
 /// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint
 /// address ranked by how well this Service names it.
-fn claims_of(key: &ServiceKey, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
-    let service = Arc::new(key.clone());
+fn claims_of(service: &Arc<ServiceKey>, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
     let claim = |rank, label: Option<Arc<str>>| PtrClaim {
         rank,
         service: service.clone(),
