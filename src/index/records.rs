@@ -7,7 +7,9 @@
 //!
 //! Invariants:
 //! - `endpoints` is sorted by address and holds each address once;
-//! - `labels` is sorted and holds each (label, index into `endpoints`) pair once;
+//! - `hostnames` holds the index of every endpoint with a hostname, once, sorted by (hostname,
+//!   index); `pod_names` holds (pod name, index) for each endpoint whose pod name differs from
+//!   its hostname, sorted; together they name each endpoint by each of its labels;
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
 
 use std::collections::BTreeMap;
@@ -51,10 +53,13 @@ pub struct ServiceRecords {
     pub service_ports: Arc<[Port]>,
     /// Ready endpoints, sorted by address, one entry per address.
     pub endpoints: Vec<ReadyEndpoint>,
-    /// (hostname or pod name, index into `endpoints`), sorted, each pair once: a label naming
-    /// several endpoints has one pair per endpoint. Dashed IPs are not stored: they are parsed
-    /// back into an address and found by binary search. The labels are the writer's `Arc`s.
-    pub labels: Box<[(Arc<str>, u32)]>,
+    /// Indexes into `endpoints` of those with a hostname, sorted by (hostname, index): the
+    /// label is the endpoint's own `hostname`, so it costs four bytes here.
+    pub hostnames: Box<[u32]>,
+    /// (pod name, index into `endpoints`) for the endpoints whose pod name is not also their
+    /// hostname, sorted (StatefulSet pods have none here). Dashed IPs are not stored either:
+    /// they are parsed back into an address and found by binary search.
+    pub pod_names: Box<[(Arc<str>, u32)]>,
     /// Endpoints that are not ready (and not also ready in another slice), for explanations.
     pub not_ready: Vec<NotReadyEndpoint>,
 }
@@ -99,22 +104,32 @@ impl ServiceRecords {
             }
         }
         let mut endpoints = Vec::with_capacity(by_ip.len());
-        let mut labels: Vec<(Arc<str>, u32)> = Vec::new();
+        let mut hostnames: Vec<u32> = Vec::new();
+        let mut pod_names: Vec<(Arc<str>, u32)> = Vec::new();
         for (position, (_, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
             let position = position as u32;
-            labels.extend(endpoint.hostname.clone().map(|label| (label, position)));
-            labels.extend(pod_name.map(|label| (label, position)));
+            if endpoint.hostname.is_some() {
+                hostnames.push(position);
+            }
+            if let Some(pod_name) = pod_name
+                && endpoint.hostname.as_ref() != Some(&pod_name)
+            {
+                pod_names.push((pod_name, position));
+            }
             endpoints.push(endpoint);
         }
-        labels.sort_unstable();
-        labels.dedup();
+        hostnames.sort_unstable_by(|a, b| {
+            (hostname_of(&endpoints, *a), a).cmp(&(hostname_of(&endpoints, *b), b))
+        });
+        pod_names.sort_unstable();
         let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
         not_ready.retain(|ip, _| !is_ready(ip));
         Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
             endpoints,
-            labels: labels.into_boxed_slice(),
+            hostnames: hostnames.into_boxed_slice(),
+            pod_names: pod_names.into_boxed_slice(),
             not_ready: not_ready.into_values().collect(),
         }
     }
@@ -124,28 +139,72 @@ impl ServiceRecords {
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
-        let start = self.labels.partition_point(|(name, _)| **name < *label);
-        let count = self.labels[start..]
-            .iter()
-            .take_while(|(name, _)| **name == *label)
-            .count();
-        let named = &self.labels[start..start + count];
+        let hostnames = self.with_hostname(label);
+        let pod_names = equal_range(&self.pod_names, |(name, _)| (**name).cmp(label));
+        let named = |position: &u32| {
+            hostnames.contains(position) || pod_names.iter().any(|(_, p)| p == position)
+        };
         let dashed = undashed_ip(label)
             .and_then(|ip| self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).ok())
             .map(|position| position as u32)
-            .filter(|position| !named.iter().any(|(_, p)| p == position));
-        named
-            .iter()
-            .map(|(_, position)| *position)
+            .filter(|position| !named(position));
+        // Both ranges are ascending by index: merge them, each index once.
+        let mut by_hostname = hostnames.iter().copied().peekable();
+        let mut by_pod_name = pod_names.iter().map(|(_, p)| *p).peekable();
+        let merged = std::iter::from_fn(move || match (by_hostname.peek(), by_pod_name.peek()) {
+            (Some(&a), Some(&b)) if a == b => {
+                by_pod_name.next();
+                by_hostname.next()
+            }
+            (Some(&a), Some(&b)) if b < a => by_pod_name.next(),
+            (Some(_), _) => by_hostname.next(),
+            (None, _) => by_pod_name.next(),
+        });
+        merged
             .chain(dashed)
             .filter_map(|position| self.endpoints.get(position as usize))
     }
 
     /// Names answerable below this Service: hostnames and pod names, and dashed IPs.
     pub fn name_count(&self) -> usize {
-        let distinct = self.labels.chunk_by(|a, b| a.0 == b.0).count();
-        distinct + self.endpoints.len()
+        let hostnames = self
+            .hostnames
+            .chunk_by(|a, b| self.hostname(*a) == self.hostname(*b))
+            .count();
+        let pod_names = self
+            .pod_names
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|same| self.with_hostname(&same[0].0).is_empty())
+            .count();
+        hostnames + pod_names + self.endpoints.len()
     }
+
+    /// The indexes of the endpoints whose hostname is `label`, ascending.
+    fn with_hostname(&self, label: &str) -> &[u32] {
+        equal_range(&self.hostnames, |p| self.hostname(*p).cmp(label))
+    }
+
+    fn hostname(&self, position: u32) -> &str {
+        hostname_of(&self.endpoints, position)
+    }
+}
+
+/// The hostname of `endpoints[position]` (empty when it has none).
+fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &str {
+    endpoints
+        .get(position as usize)
+        .and_then(|e| e.hostname.as_deref())
+        .unwrap_or_default()
+}
+
+/// The run of `sorted` for which `order` is `Equal`.
+fn equal_range<T>(sorted: &[T], order: impl Fn(&T) -> std::cmp::Ordering) -> &[T] {
+    let start = sorted.partition_point(|item| order(item).is_lt());
+    let length = sorted[start..]
+        .iter()
+        .take_while(|item| order(item).is_eq())
+        .count();
+    &sorted[start..start + length]
 }
 
 fn srv_label(
@@ -350,6 +409,7 @@ mod tests {
                 endpoint("10.0.0.3", true, Some("db"), Some("web-c")),
                 endpoint("10.0.0.1", true, Some("db"), Some("web-a")),
                 endpoint("10.0.0.2", true, Some("10-0-0-2"), Some("10-0-0-2")),
+                endpoint("10.0.0.4", true, Some("web-a"), Some("web-a")),
             ],
         );
         let records = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
@@ -361,11 +421,65 @@ mod tests {
         };
         assert_eq!(ips("db"), ["10.0.0.1", "10.0.0.3"]);
         assert_eq!(ips("web-c"), ["10.0.0.3"]);
+        // A pod name of one endpoint and the hostname of another: both, by address.
+        assert_eq!(ips("web-a"), ["10.0.0.1", "10.0.0.4"]);
         assert_eq!(ips("10-0-0-2"), ["10.0.0.2"]);
         assert_eq!(ips("10-0-0-3"), ["10.0.0.3"]);
         assert!(ips("d").is_empty() && ips("dbx").is_empty());
         // Labels db, web-a, web-c, 10-0-0-2, and one dashed IP per endpoint.
-        assert_eq!(records.name_count(), 4 + 3);
+        assert_eq!(records.name_count(), 4 + 4);
+    }
+
+    #[test]
+    fn labels_match_a_scan_of_the_endpoints() {
+        let names = ["a", "b", "c", "10-0-0-3"];
+        let mut seed = 7u32;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        for _ in 0..200 {
+            let endpoints: Vec<Endpoint> = (0..next(6))
+                .map(|_| {
+                    let name = |i: usize| (i < names.len()).then(|| names[i]);
+                    let ip = format!("10.0.0.{}", next(5));
+                    endpoint(&ip, next(4) > 0, name(next(6)), name(next(6)))
+                })
+                .collect();
+            let s = slice("db-a", AddressFamily::Ipv4, endpoints.clone());
+            let records = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
+            // The first ready endpoint of each address is the one kept.
+            let mut kept: Vec<&Endpoint> = Vec::new();
+            for e in endpoints.iter().filter(|e| e.ready) {
+                if !kept.iter().any(|k| k.addresses == e.addresses) {
+                    kept.push(e);
+                }
+            }
+            kept.sort_by_key(|e| e.addresses[0]);
+            let mut labels: Vec<&str> = Vec::new();
+            for e in &kept {
+                labels.extend(e.hostname.as_deref());
+                labels.extend(e.pod_name.as_deref());
+            }
+            labels.sort_unstable();
+            labels.dedup();
+            assert_eq!(records.name_count(), labels.len() + kept.len());
+            for label in names.iter().chain(&["d", "10-0-0-1"]) {
+                // By hostname or pod name, ascending; then by dashed IP if not already named.
+                let mut expected: Vec<IpAddr> = kept
+                    .iter()
+                    .filter(|e| {
+                        e.hostname.as_deref() == Some(label) || e.pod_name.as_deref() == Some(label)
+                    })
+                    .map(|e| e.addresses[0])
+                    .collect();
+                let dashed = kept.iter().map(|e| e.addresses[0]);
+                let dashed = dashed.filter(|ip| dashed_ip(ip) == *label && !expected.contains(ip));
+                expected.extend(dashed.collect::<Vec<_>>());
+                let found: Vec<IpAddr> = records.endpoints_labelled(label).map(|e| e.ip).collect();
+                assert_eq!(found, expected, "{label} in {endpoints:?}");
+            }
+        }
     }
 
     #[test]
