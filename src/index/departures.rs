@@ -10,36 +10,39 @@
 //!
 //! Invariant: a departing endpoint's address is in none of its Service's stored slices.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use crate::model::EndpointSlice;
+use super::stored::{Slices, StoredSlice};
 
 /// One departed endpoint, as a one-endpoint slice that keeps its ports and family.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Departed {
     /// The endpoint, in a slice of its own.
-    pub slice: EndpointSlice,
+    pub slice: StoredSlice,
     /// When it stops being answered.
     pub until: Instant,
 }
 
 /// The ready endpoints of `old` whose addresses are in none of `slices`, departing until `until`.
-pub fn departed_from(
-    old: &EndpointSlice,
-    slices: &BTreeMap<String, EndpointSlice>,
-    until: Instant,
-) -> Vec<Departed> {
+pub fn departed_from(old: &StoredSlice, slices: &Slices, until: Instant) -> Vec<Departed> {
     let present = addresses_in(slices);
     old.endpoints
         .iter()
         .filter(|endpoint| endpoint.ready)
-        .filter(|endpoint| !endpoint.addresses.iter().any(|ip| present.contains(ip)))
+        .filter(|endpoint| {
+            !endpoint
+                .addresses
+                .as_slice()
+                .iter()
+                .any(|ip| present.contains(ip))
+        })
         .map(|endpoint| Departed {
-            slice: EndpointSlice {
-                endpoints: vec![endpoint.clone()],
-                ..old.clone_without_endpoints()
+            slice: StoredSlice {
+                name: old.name.clone(),
+                ports: old.ports.clone(),
+                endpoints: Box::new([endpoint.clone()]),
             },
             until,
         })
@@ -47,11 +50,7 @@ pub fn departed_from(
 }
 
 /// Drops departed endpoints whose grace ended or whose address is back in `slices`.
-pub fn prune(
-    departing: &mut Vec<Departed>,
-    slices: &BTreeMap<String, EndpointSlice>,
-    now: Instant,
-) {
+pub fn prune(departing: &mut Vec<Departed>, slices: &Slices, now: Instant) {
     if departing.is_empty() {
         return;
     }
@@ -62,33 +61,20 @@ pub fn prune(
                 .slice
                 .endpoints
                 .iter()
-                .flat_map(|e| &e.addresses)
+                .flat_map(|e| e.addresses.as_slice())
                 .any(|ip| present.contains(ip))
     });
 }
 
 /// Every address in `slices`, ready or not.
-fn addresses_in(slices: &BTreeMap<String, EndpointSlice>) -> HashSet<IpAddr> {
+fn addresses_in(slices: &Slices) -> HashSet<IpAddr> {
     slices
-        .values()
+        .iter()
         .flat_map(|slice| {
             slice
                 .endpoints
                 .iter()
-                .flat_map(|e| e.addresses.iter().copied())
+                .flat_map(|e| e.addresses.as_slice().iter().copied())
         })
         .collect()
-}
-
-impl EndpointSlice {
-    /// This slice's identity, family and ports, with no endpoints.
-    fn clone_without_endpoints(&self) -> EndpointSlice {
-        EndpointSlice {
-            name: self.name.clone(),
-            service: self.service.clone(),
-            family: self.family,
-            ports: self.ports.clone(),
-            endpoints: Vec::new(),
-        }
-    }
 }

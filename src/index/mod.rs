@@ -5,7 +5,7 @@
 //!                                              | rebuilds one Service's ServiceRecords
 //!                                              v publishes Arc<ServiceRecords> whole
 //!  dns handlers  <--Index (Clone)--  DashMap "svc.ns" -> Arc<ServiceRecords>
-//!                                    DashMap ip -> Arc<PtrTarget>, namespaces, serial, synced
+//!                                    DashMap ip -> Claims (PTR), namespaces, serial, synced
 //! ```
 //!
 //! Invariants:
@@ -22,6 +22,7 @@
 mod departures;
 mod ptr;
 mod records;
+mod stored;
 mod writer;
 
 use std::net::IpAddr;
@@ -30,9 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-pub use ptr::{ClaimRank, PtrClaim};
+pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
-    NotReadyEndpoint, Positions, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
+    NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
 };
 pub use writer::IndexWriter;
 
@@ -54,7 +55,8 @@ pub struct PtrTarget {
 struct Shared {
     services: DashMap<Box<str>, Arc<ServiceRecords>>,
     namespaces: DashMap<Box<str>, usize>,
-    ptr: DashMap<IpAddr, Arc<PtrTarget>>,
+    /// Every Service's claims on each address; the best one is answered (R7).
+    ptr: DashMap<IpAddr, Claims>,
     serial: AtomicU32,
     synced: AtomicBool,
     /// Ready endpoint addresses over all published Services.
@@ -107,8 +109,14 @@ impl Index {
     }
 
     /// The PTR target of `ip`, if any Service claims it (R7).
-    pub fn ptr(&self, ip: &IpAddr) -> Option<Arc<PtrTarget>> {
-        self.shared.ptr.get(ip).map(|entry| entry.value().clone())
+    pub fn ptr(&self, ip: &IpAddr) -> Option<PtrTarget> {
+        self.shared.ptr.get(ip).map(|entry| {
+            let best = entry.value().best();
+            PtrTarget {
+                label: best.label.clone(),
+                service: best.service.clone(),
+            }
+        })
     }
 
     /// The SOA serial: it changes whenever an answer does.

@@ -2,13 +2,15 @@
 //!
 //! Several Services may claim one address (a pod behind a headless and a ClusterIP Service, or
 //! behind two headless ones). Every claim is kept, ordered by preference, and the best one is
-//! published: the hostname in its governing headless Service first, then another headless
+//! answered: the hostname in its governing headless Service first, then another headless
 //! Service (by dashed IP), then the rest; ties broken by namespace, then Service name.
 //!
-//! Invariant: [`PtrClaims::best`] depends only on the set of claims, never on arrival order.
+//! The claims on an address are what the index's PTR map holds for it (one map, not a second
+//! copy in the writer): nearly always one claim, held inline, so no vector is allocated for it.
+//!
+//! Invariants: [`Claims`] is never empty, and its claims are sorted and distinct, so
+//! [`Claims::best`] depends only on the set of claims, never on arrival order.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::ServiceKey;
@@ -35,40 +37,55 @@ pub struct PtrClaim {
     pub label: Option<Arc<str>>,
 }
 
-/// Every claim on every address, owned by the index writer. Each address's claims are a
-/// sorted, deduplicated vector: nearly always one claim, so no tree nodes are spent on it.
-#[derive(Debug, Default)]
-pub struct PtrClaims {
-    claims: HashMap<IpAddr, Vec<PtrClaim>>,
+/// Every claim on one address: at least one, sorted by preference, each once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claims {
+    /// The usual case: a single claim.
+    One(PtrClaim),
+    /// Two or more, best first.
+    Many(Box<[PtrClaim]>),
 }
 
-impl PtrClaims {
-    /// Adds a claim.
-    pub fn add(&mut self, ip: IpAddr, claim: PtrClaim) {
-        let claims = self
-            .claims
-            .entry(ip)
-            .or_insert_with(|| Vec::with_capacity(1));
-        if let Err(position) = claims.binary_search(&claim) {
-            claims.insert(position, claim);
+impl Claims {
+    /// The claims, best first.
+    pub fn as_slice(&self) -> &[PtrClaim] {
+        match self {
+            Claims::One(claim) => std::slice::from_ref(claim),
+            Claims::Many(claims) => claims,
         }
     }
 
-    /// Removes one claim.
-    pub fn remove(&mut self, ip: IpAddr, claim: &PtrClaim) {
-        if let Some(claims) = self.claims.get_mut(&ip) {
+    /// The claim to answer with.
+    pub fn best(&self) -> &PtrClaim {
+        match self {
+            Claims::One(claim) => claim,
+            Claims::Many(claims) => &claims[0],
+        }
+    }
+
+    /// `current` (sorted, distinct) without `removed` and with `added`; `None` when nothing is
+    /// left.
+    pub fn updated<'a>(
+        current: Option<&Claims>,
+        removed: impl IntoIterator<Item = &'a PtrClaim>,
+        added: impl IntoIterator<Item = &'a PtrClaim>,
+    ) -> Option<Claims> {
+        let mut claims: Vec<PtrClaim> = current.map(|c| c.as_slice().to_vec()).unwrap_or_default();
+        for claim in removed {
             if let Ok(position) = claims.binary_search(claim) {
                 claims.remove(position);
             }
-            if claims.is_empty() {
-                self.claims.remove(&ip);
+        }
+        for claim in added {
+            if let Err(position) = claims.binary_search(claim) {
+                claims.insert(position, claim.clone());
             }
         }
-    }
-
-    /// The claim to publish for `ip`, if any.
-    pub fn best(&self, ip: &IpAddr) -> Option<&PtrClaim> {
-        self.claims.get(ip).and_then(|set| set.first())
+        match claims.len() {
+            0 => None,
+            1 => claims.pop().map(Claims::One),
+            _ => Some(Claims::Many(claims.into_boxed_slice())),
+        }
     }
 }
 
@@ -86,7 +103,6 @@ mod tests {
 
     #[test]
     fn preference_order_is_independent_of_arrival() {
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let claims = [
             claim(ClaimRank::Other, "a", "web", Some("10-0-0-1")),
             claim(ClaimRank::Headless, "b", "peers", Some("10-0-0-1")),
@@ -95,29 +111,37 @@ mod tests {
         ];
         let expected = claim(ClaimRank::Primary, "c", "db", Some("db-0"));
         for rotation in 0..claims.len() {
-            let mut table = PtrClaims::default();
+            let mut table: Option<Claims> = None;
             for index in 0..claims.len() {
-                let claim = claims[(index + rotation) % claims.len()].clone();
-                table.add(ip, claim);
+                let claim = &claims[(index + rotation) % claims.len()];
+                table = Claims::updated(table.as_ref(), [], [claim]);
             }
-            assert_eq!(table.best(&ip), Some(&expected));
+            assert_eq!(table.as_ref().map(Claims::best), Some(&expected));
+            // Adding one again changes nothing.
+            let again = Claims::updated(table.as_ref(), [], [&claims[rotation]]);
+            assert_eq!(again, table);
         }
     }
 
     #[test]
     fn removing_a_claim_promotes_the_next() {
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let mut table = PtrClaims::default();
         let (db, web) = (
             claim(ClaimRank::Primary, "a", "db", Some("db-0")),
             claim(ClaimRank::Other, "a", "web", Some("10-0-0-1")),
         );
-        table.add(ip, db.clone());
-        table.add(ip, web.clone());
-        table.remove(ip, &db);
-        assert_eq!(table.best(&ip).unwrap().service.name, "web");
-        table.remove(ip, &web);
-        assert!(table.best(&ip).is_none());
-        assert!(table.claims.is_empty());
+        let both = Claims::updated(None, [], [&web, &db]);
+        assert!(matches!(both, Some(Claims::Many(_))));
+        let left = Claims::updated(both.as_ref(), [&db], []);
+        assert_eq!(left, Some(Claims::One(web.clone())));
+        assert_eq!(left.as_ref().unwrap().best().service.name, "web");
+        assert_eq!(Claims::updated(left.as_ref(), [&web], []), None);
+    }
+
+    #[test]
+    fn one_claim_costs_no_more_than_the_claim() {
+        assert_eq!(
+            std::mem::size_of::<Claims>(),
+            std::mem::size_of::<PtrClaim>()
+        );
     }
 }

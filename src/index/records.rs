@@ -7,15 +7,18 @@
 //!
 //! Invariants:
 //! - `endpoints` is sorted by address and holds each address once;
-//! - every name in `labels` maps to at least one index into `endpoints`;
+//! - `hostnames` holds the index of every endpoint with a hostname, once, sorted by (hostname,
+//!   index); `pod_names` holds (pod name, index) for each endpoint whose pod name differs from
+//!   its hostname, sorted; together they name each endpoint by each of its labels;
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
-use crate::model::{EndpointSlice, Port, Service, ServiceKind};
+use crate::model::{Port, ServiceKind};
 
 /// A ready endpoint address with what its names need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,83 +44,57 @@ pub struct NotReadyEndpoint {
     pub pod_name: Option<Arc<str>>,
 }
 
-/// The endpoints one label names: nearly always one, so no vector is allocated for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Positions {
-    /// One endpoint.
-    One(u32),
-    /// Several endpoints, ascending.
-    Many(Box<[u32]>),
-}
-
-impl Positions {
-    /// The positions as a slice.
-    pub fn as_slice(&self) -> &[u32] {
-        match self {
-            Positions::One(position) => std::slice::from_ref(position),
-            Positions::Many(positions) => positions,
-        }
-    }
-
-    fn push(&mut self, position: u32) {
-        if self.as_slice().last() == Some(&position) {
-            return;
-        }
-        let mut all = self.as_slice().to_vec();
-        all.push(position);
-        *self = Positions::Many(all.into_boxed_slice());
-    }
-}
-
 /// Everything the answer rules need to know about one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRecords {
     /// Headless, ClusterIP or ExternalName.
     pub kind: ServiceKind,
-    /// The Service's own ports (ClusterIP SRV answers).
-    pub service_ports: Vec<Port>,
+    /// The Service's own ports (ClusterIP SRV answers), shared with the writer's copy.
+    pub service_ports: Arc<[Port]>,
     /// Ready endpoints, sorted by address, one entry per address.
     pub endpoints: Vec<ReadyEndpoint>,
-    /// Hostname or pod name to indexes into `endpoints` (dashed IPs are not stored: they are
-    /// parsed back into an address and found by binary search).
-    pub labels: HashMap<Box<str>, Positions>,
+    /// Indexes into `endpoints` of those with a hostname, sorted by (hostname, index): the
+    /// label is the endpoint's own `hostname`, so it costs four bytes here.
+    pub hostnames: Box<[u32]>,
+    /// (pod name, index into `endpoints`) for the endpoints whose pod name is not also their
+    /// hostname, sorted (StatefulSet pods have none here). Dashed IPs are not stored either:
+    /// they are parsed back into an address and found by binary search.
+    pub pod_names: Box<[(Arc<str>, u32)]>,
     /// Endpoints that are not ready (and not also ready in another slice), for explanations.
     pub not_ready: Vec<NotReadyEndpoint>,
 }
 
 impl ServiceRecords {
     /// Compiles a Service and its slices (in any order) into its answers.
-    pub fn build<'a>(
-        service: &Service,
-        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    pub(crate) fn build<'a>(
+        service: &StoredService,
+        slices: impl IntoIterator<Item = &'a StoredSlice>,
         srv_target: SrvTargetStyle,
     ) -> Self {
-        let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Box<str>>)> = BTreeMap::new();
+        let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Arc<str>>)> = BTreeMap::new();
         let mut not_ready: BTreeMap<IpAddr, NotReadyEndpoint> = BTreeMap::new();
         if !matches!(service.kind, ServiceKind::ExternalName(_)) {
             for slice in slices {
                 for endpoint in slice.endpoints.iter().filter(|e| !e.ready) {
-                    for ip in &endpoint.addresses {
+                    for ip in endpoint.addresses.as_slice() {
                         not_ready.entry(*ip).or_insert_with(|| NotReadyEndpoint {
                             ip: *ip,
-                            hostname: endpoint.hostname.as_deref().map(Arc::from),
-                            pod_name: endpoint.pod_name.as_deref().map(Arc::from),
+                            hostname: endpoint.hostname.clone(),
+                            pod_name: endpoint.pod_name.clone(),
                         });
                     }
                 }
-                let ports: Arc<[Port]> = slice.ports.clone().into();
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
-                    for ip in &endpoint.addresses {
-                        let hostname: Option<Arc<str>> =
-                            endpoint.hostname.as_deref().map(Arc::from);
-                        let pod_name = endpoint.pod_name.as_deref().map(Box::from);
+                    for ip in endpoint.addresses.as_slice() {
+                        let hostname = endpoint.hostname.clone();
+                        let pod_name = endpoint.pod_name.clone();
                         let srv_label =
-                            srv_label(hostname.as_ref(), pod_name.as_deref(), ip, srv_target);
+                            srv_label(hostname.as_ref(), pod_name.as_ref(), ip, srv_target);
                         let entry = ReadyEndpoint {
                             ip: *ip,
                             hostname,
                             srv_label,
-                            ports: ports.clone(),
+                            ports: slice.ports.clone(),
                         };
                         // The same address in two slices (a pod moving between slices): keep
                         // the first, deterministically, since slices arrive sorted by name.
@@ -127,30 +104,32 @@ impl ServiceRecords {
             }
         }
         let mut endpoints = Vec::with_capacity(by_ip.len());
-        let mut labels: HashMap<Box<str>, Positions> = HashMap::new();
+        let mut hostnames: Vec<u32> = Vec::new();
+        let mut pod_names: Vec<(Arc<str>, u32)> = Vec::new();
         for (position, (_, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
             let position = position as u32;
-            let mut add = |label: Box<str>| match labels.get_mut(&label) {
-                Some(positions) => positions.push(position),
-                None => {
-                    labels.insert(label, Positions::One(position));
-                }
-            };
-            if let Some(hostname) = &endpoint.hostname {
-                add(Box::from(&**hostname));
+            if endpoint.hostname.is_some() {
+                hostnames.push(position);
             }
-            if let Some(pod_name) = pod_name {
-                add(pod_name);
+            if let Some(pod_name) = pod_name
+                && endpoint.hostname.as_ref() != Some(&pod_name)
+            {
+                pod_names.push((pod_name, position));
             }
             endpoints.push(endpoint);
         }
+        hostnames.sort_unstable_by(|a, b| {
+            (hostname_of(&endpoints, *a), a).cmp(&(hostname_of(&endpoints, *b), b))
+        });
+        pod_names.sort_unstable();
         let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
         not_ready.retain(|ip, _| !is_ready(ip));
         Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
             endpoints,
-            labels,
+            hostnames: hostnames.into_boxed_slice(),
+            pod_names: pod_names.into_boxed_slice(),
             not_ready: not_ready.into_values().collect(),
         }
     }
@@ -160,37 +139,83 @@ impl ServiceRecords {
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
-        let named = self
-            .labels
-            .get(label)
-            .map(Positions::as_slice)
-            .unwrap_or_default();
+        let hostnames = self.with_hostname(label);
+        let pod_names = equal_range(&self.pod_names, |(name, _)| (**name).cmp(label));
+        let named = |position: &u32| {
+            hostnames.contains(position) || pod_names.iter().any(|(_, p)| p == position)
+        };
         let dashed = undashed_ip(label)
             .and_then(|ip| self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).ok())
             .map(|position| position as u32)
-            .filter(|position| !named.contains(position));
-        named
-            .iter()
-            .copied()
+            .filter(|position| !named(position));
+        // Both ranges are ascending by index: merge them, each index once.
+        let mut by_hostname = hostnames.iter().copied().peekable();
+        let mut by_pod_name = pod_names.iter().map(|(_, p)| *p).peekable();
+        let merged = std::iter::from_fn(move || match (by_hostname.peek(), by_pod_name.peek()) {
+            (Some(&a), Some(&b)) if a == b => {
+                by_pod_name.next();
+                by_hostname.next()
+            }
+            (Some(&a), Some(&b)) if b < a => by_pod_name.next(),
+            (Some(_), _) => by_hostname.next(),
+            (None, _) => by_pod_name.next(),
+        });
+        merged
             .chain(dashed)
             .filter_map(|position| self.endpoints.get(position as usize))
     }
 
     /// Names answerable below this Service: hostnames and pod names, and dashed IPs.
     pub fn name_count(&self) -> usize {
-        self.labels.len() + self.endpoints.len()
+        let hostnames = self
+            .hostnames
+            .chunk_by(|a, b| self.hostname(*a) == self.hostname(*b))
+            .count();
+        let pod_names = self
+            .pod_names
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|same| self.with_hostname(&same[0].0).is_empty())
+            .count();
+        hostnames + pod_names + self.endpoints.len()
     }
+
+    /// The indexes of the endpoints whose hostname is `label`, ascending.
+    fn with_hostname(&self, label: &str) -> &[u32] {
+        equal_range(&self.hostnames, |p| self.hostname(*p).cmp(label))
+    }
+
+    fn hostname(&self, position: u32) -> &str {
+        hostname_of(&self.endpoints, position)
+    }
+}
+
+/// The hostname of `endpoints[position]` (empty when it has none).
+fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &str {
+    endpoints
+        .get(position as usize)
+        .and_then(|e| e.hostname.as_deref())
+        .unwrap_or_default()
+}
+
+/// The run of `sorted` for which `order` is `Equal`.
+fn equal_range<T>(sorted: &[T], order: impl Fn(&T) -> std::cmp::Ordering) -> &[T] {
+    let start = sorted.partition_point(|item| order(item).is_lt());
+    let length = sorted[start..]
+        .iter()
+        .take_while(|item| order(item).is_eq())
+        .count();
+    &sorted[start..start + length]
 }
 
 fn srv_label(
     hostname: Option<&Arc<str>>,
-    pod_name: Option<&str>,
+    pod_name: Option<&Arc<str>>,
     ip: &IpAddr,
     style: SrvTargetStyle,
 ) -> Arc<str> {
     match (hostname, pod_name, style) {
         (Some(hostname), _, _) => hostname.clone(),
-        (None, Some(pod), SrvTargetStyle::PodName) => pod.into(),
+        (None, Some(pod), SrvTargetStyle::PodName) => pod.clone(),
         _ => dashed_ip(ip).into(),
     }
 }
@@ -249,7 +274,7 @@ pub fn srv_weight(count: usize) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AddressFamily, Endpoint, Protocol, ServiceKey};
+    use crate::model::{AddressFamily, Endpoint, EndpointSlice, Protocol, Service, ServiceKey};
 
     fn endpoint(ip: &str, ready: bool, hostname: Option<&str>, pod: Option<&str>) -> Endpoint {
         Endpoint {
@@ -260,8 +285,8 @@ mod tests {
         }
     }
 
-    fn slice(name: &str, family: AddressFamily, endpoints: Vec<Endpoint>) -> EndpointSlice {
-        EndpointSlice {
+    fn slice(name: &str, family: AddressFamily, endpoints: Vec<Endpoint>) -> StoredSlice {
+        StoredSlice::from(EndpointSlice {
             name: name.into(),
             service: ServiceKey::new("default", "db"),
             family,
@@ -271,15 +296,15 @@ mod tests {
                 port: 5432,
             }],
             endpoints,
-        }
+        })
     }
 
-    fn headless() -> Service {
-        Service {
+    fn headless() -> StoredService {
+        StoredService::from(Service {
             key: ServiceKey::new("default", "db"),
             kind: ServiceKind::Headless,
             ports: vec![],
-        }
+        })
     }
 
     #[test]
@@ -380,13 +405,95 @@ mod tests {
     }
 
     #[test]
+    fn labels_naming_several_endpoints_answer_all_once() {
+        let s = slice(
+            "db-a",
+            AddressFamily::Ipv4,
+            vec![
+                endpoint("10.0.0.3", true, Some("db"), Some("web-c")),
+                endpoint("10.0.0.1", true, Some("db"), Some("web-a")),
+                endpoint("10.0.0.2", true, Some("10-0-0-2"), Some("10-0-0-2")),
+                endpoint("10.0.0.4", true, Some("web-a"), Some("web-a")),
+            ],
+        );
+        let records = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
+        let ips = |label: &str| -> Vec<String> {
+            records
+                .endpoints_labelled(label)
+                .map(|e| e.ip.to_string())
+                .collect()
+        };
+        assert_eq!(ips("db"), ["10.0.0.1", "10.0.0.3"]);
+        assert_eq!(ips("web-c"), ["10.0.0.3"]);
+        // A pod name of one endpoint and the hostname of another: both, by address.
+        assert_eq!(ips("web-a"), ["10.0.0.1", "10.0.0.4"]);
+        assert_eq!(ips("10-0-0-2"), ["10.0.0.2"]);
+        assert_eq!(ips("10-0-0-3"), ["10.0.0.3"]);
+        assert!(ips("d").is_empty() && ips("dbx").is_empty());
+        // Labels db, web-a, web-c, 10-0-0-2, and one dashed IP per endpoint.
+        assert_eq!(records.name_count(), 4 + 4);
+    }
+
+    #[test]
+    fn labels_match_a_scan_of_the_endpoints() {
+        let names = ["a", "b", "c", "10-0-0-3"];
+        let mut seed = 7u32;
+        let mut next = move |n: usize| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize % n
+        };
+        for _ in 0..200 {
+            let endpoints: Vec<Endpoint> = (0..next(6))
+                .map(|_| {
+                    let name = |i: usize| (i < names.len()).then(|| names[i]);
+                    let ip = format!("10.0.0.{}", next(5));
+                    endpoint(&ip, next(4) > 0, name(next(6)), name(next(6)))
+                })
+                .collect();
+            let s = slice("db-a", AddressFamily::Ipv4, endpoints.clone());
+            let records = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
+            // The first ready endpoint of each address is the one kept.
+            let mut kept: Vec<&Endpoint> = Vec::new();
+            for e in endpoints.iter().filter(|e| e.ready) {
+                if !kept.iter().any(|k| k.addresses == e.addresses) {
+                    kept.push(e);
+                }
+            }
+            kept.sort_by_key(|e| e.addresses[0]);
+            let mut labels: Vec<&str> = Vec::new();
+            for e in &kept {
+                labels.extend(e.hostname.as_deref());
+                labels.extend(e.pod_name.as_deref());
+            }
+            labels.sort_unstable();
+            labels.dedup();
+            assert_eq!(records.name_count(), labels.len() + kept.len());
+            for label in names.iter().chain(&["d", "10-0-0-1"]) {
+                // By hostname or pod name, ascending; then by dashed IP if not already named.
+                let mut expected: Vec<IpAddr> = kept
+                    .iter()
+                    .filter(|e| {
+                        e.hostname.as_deref() == Some(label) || e.pod_name.as_deref() == Some(label)
+                    })
+                    .map(|e| e.addresses[0])
+                    .collect();
+                let dashed = kept.iter().map(|e| e.addresses[0]);
+                let dashed = dashed.filter(|ip| dashed_ip(ip) == *label && !expected.contains(ip));
+                expected.extend(dashed.collect::<Vec<_>>());
+                let found: Vec<IpAddr> = records.endpoints_labelled(label).map(|e| e.ip).collect();
+                assert_eq!(found, expected, "{label} in {endpoints:?}");
+            }
+        }
+    }
+
+    #[test]
     fn external_name_has_no_endpoints() {
         let s = slice(
             "db-a",
             AddressFamily::Ipv4,
             vec![endpoint("10.0.0.1", true, None, None)],
         );
-        let service = Service {
+        let service = StoredService {
             kind: ServiceKind::ExternalName("example.com".into()),
             ..headless()
         };

@@ -1,19 +1,22 @@
 //! The index's single writer: applies source events and publishes whole Services.
 //!
-//! The writer keeps, per Service, the model inputs (the Service and its slices by name) and what
-//! it last published. Every event touches one Service (two when a slice changes owner), rebuilds
+//! The writer keeps, per Service, its inputs (the Service and its slices by name, converted to
+//! the compact types of `stored.rs`, whose strings the records share) and what it last
+//! published. Every event touches one Service (two when a slice changes owner), rebuilds
 //! that Service's [`ServiceRecords`] aside and swaps the new `Arc` in, so readers see a slice
 //! update entirely or not at all. `replace_all` applies a complete list: it rebuilds what changed
 //! and removes what vanished, Service by Service, holding no second copy of the world.
 //!
 //! Invariants:
-//! - `slice_owner` names, for every stored slice, the Service whose `slices` holds it;
+//! - `slice_owner` names, for every stored slice, the Service whose `slices` holds it, by the
+//!   same `Arc<ServiceKey>` that keys `services` (and that its PTR claims name), so a Service's
+//!   key is allocated once;
 //! - a Service is published exactly when its Service object is known; slices that arrive first
 //!   wait in its state;
 //! - `namespaces` counts published Services per namespace;
 //! - the serial is bumped once per rebuild whose published value differs from the last.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,19 +24,20 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
-use super::ptr::{ClaimRank, PtrClaim, PtrClaims};
+use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
-use super::{PtrTarget, Shared, service_key};
+use super::stored::{Slices, StoredService, StoredSlice};
+use super::{Shared, service_key};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
 #[derive(Debug, Default)]
 struct ServiceState {
-    service: Option<Service>,
-    slices: BTreeMap<String, EndpointSlice>,
+    service: Option<StoredService>,
+    slices: Slices,
+    /// What was last published; its PTR claims are derived from it ([`claims_of`]) rather
+    /// than stored.
     published: Option<Arc<ServiceRecords>>,
-    /// The PTR claims of the published records, sorted.
-    claimed: Vec<(IpAddr, PtrClaim)>,
     /// Endpoints that left a slice and are kept for the departure grace.
     departing: Vec<Departed>,
 }
@@ -43,9 +47,8 @@ struct ServiceState {
 pub struct IndexWriter {
     shared: Arc<Shared>,
     srv_target: SrvTargetStyle,
-    services: HashMap<ServiceKey, ServiceState>,
-    slice_owner: HashMap<SliceKey, ServiceKey>,
-    claims: PtrClaims,
+    services: HashMap<Arc<ServiceKey>, ServiceState>,
+    slice_owner: HashMap<SliceKey, Arc<ServiceKey>>,
     /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
     departure_grace: Duration,
 }
@@ -57,7 +60,6 @@ impl IndexWriter {
             srv_target,
             services: HashMap::new(),
             slice_owner: HashMap::new(),
-            claims: PtrClaims::default(),
             departure_grace: Duration::ZERO,
         }
     }
@@ -71,7 +73,7 @@ impl IndexWriter {
 
     /// Ends the grace of departed endpoints whose time is up; call it periodically.
     pub fn expire_departures(&mut self, now: Instant) {
-        let due: Vec<ServiceKey> = self
+        let due: Vec<Arc<ServiceKey>> = self
             .services
             .iter()
             .filter(|(_, state)| state.departing.iter().any(|d| d.until <= now))
@@ -87,8 +89,8 @@ impl IndexWriter {
 
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, service: Service) {
-        let key = service.key.clone();
-        self.services.entry(key.clone()).or_default().service = Some(service);
+        let key = self.shared_key(&service.key);
+        self.services.entry(key.clone()).or_default().service = Some(service.into());
         self.rebuild(&key);
     }
 
@@ -104,16 +106,17 @@ impl IndexWriter {
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
         let slice_key = slice.key();
-        let owner = slice.service.clone();
         if let Some(previous) = self.slice_owner.get(&slice_key).cloned()
-            && previous != owner
+            && *previous != slice.service
         {
             self.detach_slice(&previous, &slice_key.name);
             self.rebuild(&previous);
         }
+        let owner = self.shared_key(&slice.service);
+        let slice = StoredSlice::from(slice);
         let grace = self.departure_grace;
         let state = self.services.entry(owner.clone()).or_default();
-        let old = state.slices.insert(slice_key.name.clone(), slice);
+        let old = state.slices.insert(slice);
         if let Some(old) = old
             && !grace.is_zero()
         {
@@ -135,19 +138,35 @@ impl IndexWriter {
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
     /// removes those that vanished. Unchanged Services keep their published records.
     pub fn replace_all(&mut self, state: ClusterState) {
-        let mut next: HashMap<ServiceKey, (Option<Service>, BTreeMap<String, EndpointSlice>)> =
-            HashMap::new();
-        for service in state.services {
-            let key = service.key.clone();
-            next.entry(key).or_default().0 = Some(service);
-        }
+        type Inputs = (Option<StoredService>, Slices);
+        let mut next: HashMap<Arc<ServiceKey>, Inputs> = HashMap::new();
+        // The shared key of a Service in `next`: the one already there, else the writer's.
+        let next_key = |next: &mut HashMap<Arc<ServiceKey>, Inputs>, key: &ServiceKey| {
+            if let Some((shared, _)) = next.get_key_value(key) {
+                return shared.clone();
+            }
+            let shared = self
+                .services
+                .get_key_value(key)
+                .map_or_else(|| Arc::new(key.clone()), |(shared, _)| shared.clone());
+            next.insert(shared.clone(), Inputs::default());
+            shared
+        };
         self.slice_owner.clear();
-        for slice in state.slices {
-            self.slice_owner.insert(slice.key(), slice.service.clone());
-            let slices = &mut next.entry(slice.service.clone()).or_default().1;
-            slices.insert(slice.name.clone(), slice);
+        for service in state.services {
+            let key = next_key(&mut next, &service.key);
+            if let Some(inputs) = next.get_mut(&key) {
+                inputs.0 = Some(service.into());
+            }
         }
-        let vanished: Vec<ServiceKey> = self
+        for slice in state.slices {
+            let owner = next_key(&mut next, &slice.service);
+            self.slice_owner.insert(slice.key(), owner.clone());
+            if let Some(inputs) = next.get_mut(&owner) {
+                inputs.1.insert(slice.into());
+            }
+        }
+        let vanished: Vec<Arc<ServiceKey>> = self
             .services
             .keys()
             .filter(|key| !next.contains_key(*key))
@@ -182,12 +201,19 @@ impl IndexWriter {
         self.services
             .iter()
             .filter(|(_, state)| state.service.is_some())
-            .map(|(key, _)| key)
+            .map(|(key, _)| &**key)
     }
 
     /// The keys of every stored EndpointSlice.
     pub fn slice_keys(&self) -> impl Iterator<Item = &SliceKey> + '_ {
         self.slice_owner.keys()
+    }
+
+    /// The `Arc` that keys `key`'s state, or a new one for a Service not stored yet.
+    fn shared_key(&self, key: &ServiceKey) -> Arc<ServiceKey> {
+        self.services
+            .get_key_value(key)
+            .map_or_else(|| Arc::new(key.clone()), |(shared, _)| shared.clone())
     }
 
     fn detach_slice(&mut self, owner: &ServiceKey, slice_name: &str) {
@@ -203,6 +229,9 @@ impl IndexWriter {
 
     /// Recompiles one Service and publishes it if its answers changed.
     fn rebuild(&mut self, key: &ServiceKey) {
+        let Some(shared_key) = self.services.get_key_value(key).map(|(k, _)| k.clone()) else {
+            return;
+        };
         let Some(state) = self.services.get_mut(key) else {
             return;
         };
@@ -211,7 +240,7 @@ impl IndexWriter {
         let records = state.service.as_ref().map(|service| {
             Arc::new(ServiceRecords::build(
                 service,
-                state.slices.values().chain(departing),
+                state.slices.iter().chain(departing),
                 self.srv_target,
             ))
         });
@@ -235,17 +264,12 @@ impl IndexWriter {
                 .fetch_sub(old_endpoints, Ordering::Relaxed);
             self.shared.names.fetch_add(new_names, Ordering::Relaxed);
             self.shared.names.fetch_sub(old_names, Ordering::Relaxed);
+            let claims = |r: Option<&ServiceRecords>| r.map(|r| claims_of(&shared_key, r));
+            let old_claims = claims(state.published.as_deref()).unwrap_or_default();
+            let new_claims = claims(records.as_deref()).unwrap_or_default();
             state.published = records.clone();
-            let old_claims = std::mem::take(&mut state.claimed);
-            let new_claims = records
-                .as_deref()
-                .map(|r| claims_of(key, r))
-                .unwrap_or_default();
             self.publish_service(key, records, was_published);
             self.update_claims(&old_claims, &new_claims);
-            if let Some(state) = self.services.get_mut(key) {
-                state.claimed = new_claims;
-            }
             self.shared.serial.fetch_add(1, Ordering::AcqRel);
         }
         let empty = self
@@ -284,51 +308,55 @@ impl IndexWriter {
         }
     }
 
-    /// Applies the difference between a Service's old and new claims (both sorted) and
-    /// republishes the PTR target of each address whose claims changed.
+    /// Applies the difference between a Service's old and new claims (both sorted): each
+    /// address whose claims changed gets its new claims in one write, so a reader sees the
+    /// address before the change or after it.
     fn update_claims(&mut self, old: &[(IpAddr, PtrClaim)], new: &[(IpAddr, PtrClaim)]) {
-        let mut touched: Vec<IpAddr> = Vec::new();
-        let (mut i, mut j) = (0, 0);
+        let (mut old, mut new) = (old, new);
         loop {
-            match (old.get(i), new.get(j)) {
-                (Some(a), Some(b)) if a == b => (i, j) = (i + 1, j + 1),
-                (Some((ip, claim)), Some(b)) if (ip, claim) < (&b.0, &b.1) => {
-                    self.claims.remove(*ip, claim);
-                    touched.push(*ip);
-                    i += 1;
-                }
-                (_, Some((ip, claim))) => {
-                    self.claims.add(*ip, claim.clone());
-                    touched.push(*ip);
-                    j += 1;
-                }
-                (Some((ip, claim)), None) => {
-                    self.claims.remove(*ip, claim);
-                    touched.push(*ip);
-                    i += 1;
-                }
+            let ip = match (old.first(), new.first()) {
+                (Some(a), Some(b)) => a.0.min(b.0),
+                (Some(a), None) => a.0,
+                (None, Some(b)) => b.0,
                 (None, None) => break,
+            };
+            let split = |claims: &[(IpAddr, PtrClaim)]| {
+                claims
+                    .iter()
+                    .position(|(other, _)| *other != ip)
+                    .unwrap_or(claims.len())
+            };
+            let (before, rest_old) = old.split_at(split(old));
+            let (after, rest_new) = new.split_at(split(new));
+            if before != after {
+                self.publish_ptr(ip, before, after);
             }
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for ip in touched {
-            self.publish_ptr(ip);
+            (old, new) = (rest_old, rest_new);
         }
     }
 
-    fn publish_ptr(&mut self, ip: IpAddr) {
-        match self.claims.best(&ip) {
-            Some(best) => {
-                let target = PtrTarget {
-                    label: best.label.clone(),
-                    service: best.service.clone(),
-                };
-                let unchanged = self.shared.ptr.get(&ip).is_some_and(|t| **t == target);
-                if !unchanged {
-                    self.shared.ptr.insert(ip, Arc::new(target));
-                }
+    /// Replaces `removed` by `added` among the claims on `ip`.
+    fn publish_ptr(
+        &mut self,
+        ip: IpAddr,
+        removed: &[(IpAddr, PtrClaim)],
+        added: &[(IpAddr, PtrClaim)],
+    ) {
+        let current = self
+            .shared
+            .ptr
+            .get(&ip)
+            .map(|claims| claims.value().clone());
+        let claims = Claims::updated(
+            current.as_ref(),
+            removed.iter().map(|(_, claim)| claim),
+            added.iter().map(|(_, claim)| claim),
+        );
+        match claims {
+            Some(claims) if current.as_ref() != Some(&claims) => {
+                self.shared.ptr.insert(ip, claims);
             }
+            Some(_) => {}
             None => {
                 self.shared.ptr.remove(&ip);
             }
@@ -338,8 +366,7 @@ impl IndexWriter {
 
 /// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint
 /// address ranked by how well this Service names it.
-fn claims_of(key: &ServiceKey, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
-    let service = Arc::new(key.clone());
+fn claims_of(service: &Arc<ServiceKey>, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
     let claim = |rank, label: Option<Arc<str>>| PtrClaim {
         rank,
         service: service.clone(),
