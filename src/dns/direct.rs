@@ -22,8 +22,9 @@
 //!   both ways; anything it is not sure of returns `None` before writing a reply;
 //! - it reads the live index (one `Arc<ServiceRecords>` per answer), so it cannot serve an
 //!   answer older than the Service it read;
-//! - a response too big for the client's UDP size loses its glue first, as the general path's
-//!   does (R12); one that still does not fit goes to the general path, which truncates.
+//! - a response too big for the client's UDP size loses its glue first, then its one answer
+//!   RRset with TC set, exactly as the general path's does (R12); anything else that does not
+//!   fit goes to the general path.
 
 use std::net::IpAddr;
 
@@ -43,6 +44,8 @@ const TYPE_AAAA: u16 = 28;
 const TYPE_SRV: u16 = 33;
 const TYPE_SOA: u16 = 6;
 const CLASS_IN: u16 = 1;
+/// The TC bit, in the header's third byte.
+const TC: u8 = 0x02;
 /// Bytes of an OPT record without options.
 const OPT_LEN: usize = 11;
 /// Labels a question may have to be taken here (ours have at most five plus the zone's).
@@ -313,6 +316,7 @@ impl Direct {
         ]);
         writer.put(&[0, 1, 0, 0, 0, 0, 0, 0]);
         writer.question(question.raw);
+        let answers_at = writer.len();
         // The question's name, lowercased, without its root byte.
         let owner: (&[&[u8]], &[u8]) = (&[], &question.lowered[..question.lowered.len() - 1]);
         let (mut answers, mut authorities, mut additional) = (0u16, 0u16, 0u16);
@@ -393,6 +397,15 @@ impl Direct {
             writer.truncate(glue_at);
             additional = 0;
         }
+        let mut truncated = false;
+        if writer.len() + opt_len > limit && answers > 0 {
+            // The answer is one RRset (addresses or SRV at the question name): the general
+            // path drops it whole and sets TC, so the client retries over TCP (R12).
+            writer.truncate(answers_at);
+            writer.set_flag(2, TC);
+            (answers, authorities, additional) = (0, 0, 0);
+            truncated = true;
+        }
         if question.edns_payload.is_some() {
             writer.opt(max_udp_payload);
             additional += 1;
@@ -401,14 +414,14 @@ impl Direct {
         writer.set_u16(8, authorities);
         writer.set_u16(10, additional);
         if writer.len() > limit {
-            // Whole RRsets would have to go, with TC: the general path's business.
+            // Still too big (a negative answer in a tiny limit): the general path decides.
             return None;
         }
         writer.copy_to(out);
         Some(QueryOutcome {
             qtype: Some(RecordType::from(question.qtype)),
             rcode: Some(rcode),
-            truncated: false,
+            truncated,
             nodata: matches!(finding, Finding::NoData),
         })
     }

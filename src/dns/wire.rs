@@ -249,6 +249,13 @@ impl WireWriter {
         self.put_u16(0);
     }
 
+    /// Sets `bits` in the byte at `at` (a header flag).
+    pub fn set_flag(&mut self, at: usize, bits: u8) {
+        if let Some(byte) = self.bytes.get_mut(at) {
+            *byte |= bits;
+        }
+    }
+
     /// Cuts the message back to `len` bytes, forgetting the candidates stored past it (a
     /// candidate before `len` never points past it: pointers point backwards).
     pub fn truncate(&mut self, len: usize) {
