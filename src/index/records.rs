@@ -140,7 +140,11 @@ impl ServiceRecords {
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
         let hostnames = self.with_hostname(label);
-        let pod_names = equal_range(&self.pod_names, |(name, _)| (**name).cmp(label));
+        let pod_names = equal_range(
+            &self.pod_names,
+            |(name, _)| (**name).cmp(label),
+            |(name, _)| same_label(name, label),
+        );
         let named = |position: &u32| {
             hostnames.contains(position) || pod_names.iter().any(|(_, p)| p == position)
         };
@@ -181,7 +185,11 @@ impl ServiceRecords {
 
     /// The indexes of the endpoints whose hostname is `label`, ascending.
     fn with_hostname(&self, label: &str) -> &[u32] {
-        equal_range(&self.hostnames, |p| self.hostname(*p).cmp(label))
+        equal_range(
+            &self.hostnames,
+            |p| self.hostname(*p).cmp(label),
+            |p| same_label(self.hostname(*p), label),
+        )
     }
 
     fn hostname(&self, position: u32) -> &str {
@@ -197,8 +205,31 @@ fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &str {
         .unwrap_or_default()
 }
 
-/// The run of `sorted` for which `order` is `Equal`.
-fn equal_range<T>(sorted: &[T], order: impl Fn(&T) -> std::cmp::Ordering) -> &[T] {
+/// Whether two labels are equal, checking first what tells sibling names apart cheaply: the
+/// length and the last byte (a StatefulSet's pods differ in their ordinal at the end).
+fn same_label(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+}
+
+/// Below this many entries a run is found by a linear scan with the cheap equality.
+const LINEAR_SCAN: usize = 16;
+
+/// The run of `sorted` for which `order` is `Equal` (`equal` says the same, more cheaply).
+fn equal_range<T>(
+    sorted: &[T],
+    order: impl Fn(&T) -> std::cmp::Ordering,
+    equal: impl Fn(&T) -> bool,
+) -> &[T] {
+    if sorted.len() <= LINEAR_SCAN {
+        let Some(start) = sorted.iter().position(&equal) else {
+            return &[];
+        };
+        let length = sorted[start..]
+            .iter()
+            .take_while(|item| equal(item))
+            .count();
+        return &sorted[start..start + length];
+    }
     let start = sorted.partition_point(|item| order(item).is_lt());
     let length = sorted[start..]
         .iter()
@@ -443,10 +474,11 @@ mod tests {
             (seed >> 16) as usize % n
         };
         for _ in 0..200 {
-            let endpoints: Vec<Endpoint> = (0..next(6))
+            // Up to 40 endpoints: runs found by linear scan and by binary search.
+            let endpoints: Vec<Endpoint> = (0..next(40))
                 .map(|_| {
                     let name = |i: usize| (i < names.len()).then(|| names[i]);
-                    let ip = format!("10.0.0.{}", next(5));
+                    let ip = format!("10.0.0.{}", next(30));
                     endpoint(&ip, next(4) > 0, name(next(6)), name(next(6)))
                 })
                 .collect();
