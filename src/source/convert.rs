@@ -374,27 +374,36 @@ fn endpoint(
     ep: &discovery::Endpoint,
     family: AddressFamily,
 ) -> Result<Endpoint, ConvertError> {
-    let field = format!("endpoints[{i}].addresses");
-    check_count(obj, &field, ep.addresses.len(), MAX_ENDPOINT_ADDRESSES)?;
+    // Field names are formatted only when an error names them: this loop runs once per
+    // endpoint of every slice event, on the way to the answers (DESIGN P4).
+    if ep.addresses.len() > MAX_ENDPOINT_ADDRESSES {
+        let field = format!("endpoints[{i}].addresses");
+        check_count(obj, &field, ep.addresses.len(), MAX_ENDPOINT_ADDRESSES)?;
+    }
     let mut addresses = Vec::with_capacity(ep.addresses.len());
     for (j, text) in ep.addresses.iter().enumerate() {
-        let field = format!("endpoints[{i}].addresses[{j}]");
-        let address = parse_ip(obj, &field, text)?;
+        let field = || format!("endpoints[{i}].addresses[{j}]");
+        let address = match text.parse::<IpAddr>() {
+            Ok(address) => address,
+            Err(_) => parse_ip(obj, &field(), text)?,
+        };
         if AddressFamily::of(&address) != family {
             let family = match family {
                 AddressFamily::Ipv4 => "IPv4",
                 AddressFamily::Ipv6 => "IPv6",
             };
-            return Err(obj.error(field, Problem::WrongFamily { address, family }));
+            return Err(obj.error(field(), Problem::WrongFamily { address, family }));
         }
         addresses.push(address);
     }
     let hostname = match ep.hostname.as_deref() {
+        Some(h) if is_dns_label(h) => Some(h.to_owned()),
         Some(h) => Some(check_label(obj, &format!("endpoints[{i}].hostname"), h)?),
         None => None,
     };
     let pod_name = match ep.target_ref.as_ref() {
         Some(r) if r.kind.as_deref() == Some("Pod") => match r.name.as_deref() {
+            Some(n) if is_dns_subdomain(n) => Some(n.to_owned()),
             Some(n) => Some(check_subdomain(
                 obj,
                 &format!("endpoints[{i}].targetRef.name"),
