@@ -11,6 +11,10 @@
 // A benchmark panics on purpose when its setup is wrong.
 #![allow(clippy::expect_used)]
 
+/// The server's allocator (src/main.rs), so the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -24,25 +24,26 @@ use peerdns::dns::{Responder, Transport};
 use peerdns::index::Index;
 use peerdns::metrics::Metrics;
 
-/// Counts live heap bytes, so the benchmark can report the index's memory per endpoint.
+/// Counts live heap bytes, so the benchmark can report the index's memory per endpoint; the
+/// allocations themselves go to the server's allocator (mimalloc, src/main.rs).
 struct Counting;
 
 static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-// SAFETY: forwards to the system allocator unchanged; only adds a counter.
+// SAFETY: forwards to mimalloc unchanged; only adds a counter.
 #[allow(unsafe_code)]
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         let live = LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
         PEAK.fetch_max(live + layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
 }
 
@@ -96,6 +97,39 @@ fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
     message.to_vec().unwrap()
 }
 
+/// (service name, pod label, `_port._proto` labels, reverse name) from the first slice.
+fn sample_names(state: &peerdns::model::ClusterState) -> (String, String, String, String) {
+    let slice = state
+        .slices
+        .iter()
+        .find(|s| !s.endpoints.is_empty() && !s.ports.is_empty())
+        .expect("a slice with endpoints and ports");
+    let service = format!(
+        "{}.{}.svc.cluster.local.",
+        slice.service.name, slice.service.namespace
+    );
+    let endpoint = &slice.endpoints[0];
+    let pod = endpoint
+        .hostname
+        .clone()
+        .or_else(|| endpoint.pod_name.clone())
+        .expect("a named endpoint");
+    let port = &slice.ports[0];
+    let port = format!(
+        "_{}._{}",
+        port.name.as_deref().unwrap_or("none"),
+        port.protocol.label()
+    );
+    let ip = match endpoint.addresses[0] {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{d}.{c}.{b}.{a}.in-addr.arpa.")
+        }
+        IpAddr::V6(_) => "1.0.0.127.in-addr.arpa.".to_string(),
+    };
+    (service, pod, port, ip)
+}
+
 fn per_query(rounds: u32, mut f: impl FnMut(u32)) -> Duration {
     let started = Instant::now();
     for i in 0..rounds {
@@ -118,6 +152,7 @@ fn main() {
     let state =
         peerdns::source::file::parse(std::path::Path::new("bench.yaml"), &text, &[]).unwrap();
     let endpoints: usize = state.slices.iter().map(|s| s.endpoints.len()).sum();
+    let sample = sample_names(&state);
     println!(
         "cluster: {} Services, {endpoints} endpoints ({})",
         state.services.len(),
@@ -156,25 +191,19 @@ fn main() {
 
     let authority = peerdns::app::authority(&Config::default()).unwrap();
     let responder = Responder::new(authority, index.clone(), 1232, Arc::new(Metrics::default()));
+    // Names of the loaded cluster: its first slice's Service, first endpoint and first port.
+    let (service, pod, port, ip) = sample;
     let cases = [
-        (
-            "pod A",
-            "app-7-3.app-7.kafka.svc.cluster.local.",
-            RecordType::A,
-        ),
-        (
-            "service SRV",
-            "app-7.kafka.svc.cluster.local.",
-            RecordType::SRV,
-        ),
+        ("pod A", format!("{pod}.{service}"), RecordType::A),
+        ("service SRV", service.clone(), RecordType::SRV),
         (
             "named-port SRV",
-            "_peer._tcp.app-7.kafka.svc.cluster.local.",
+            format!("{port}.{service}"),
             RecordType::SRV,
         ),
-        ("service A", "app-7.kafka.svc.cluster.local.", RecordType::A),
-        ("NXDOMAIN", "nosuch.kafka.svc.cluster.local.", RecordType::A),
-        ("PTR", "4.0.128.10.in-addr.arpa.", RecordType::PTR),
+        ("service A", service.clone(), RecordType::A),
+        ("NXDOMAIN", format!("nosuch.{service}"), RecordType::A),
+        ("PTR", ip, RecordType::PTR),
     ];
     println!(
         "{:<16} {:>11} {:>10} {:>10} {:>13} {:>13}",
@@ -182,7 +211,7 @@ fn main() {
     );
     let rounds = 200_000;
     for (label, name, rtype) in cases {
-        let requests: Vec<Vec<u8>> = (0..64).map(|id| query(name, rtype, id)).collect();
+        let requests: Vec<Vec<u8>> = (0..64).map(|id| query(&name, rtype, id)).collect();
         let general = per_query(rounds / 10, |i| {
             let request = &requests[i as usize % requests.len()];
             std::hint::black_box(responder.respond(request, SOURCE, Transport::Udp));
