@@ -1,15 +1,17 @@
-//! The UDP transport: one socket and one thread per worker, batched system calls, and a
-//! worker-local cache of encoded answers (the fast path, `fast.rs`).
+//! The UDP transport: one socket and one thread per worker, batched system calls, and the
+//! worker's fast paths ([`FastPath`]): the direct answerer (`direct.rs`) and a cache of encoded
+//! answers (`fast.rs`).
 //!
 //! ```text
 //!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> for each datagram:
-//!                       fast path (replay) or general path (Responder) --> replies
+//!                       direct path, else replay, else general path (Responder)
+//!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
 //! ```
 //!
 //! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
-//! the steady state takes no lock (the cache is the worker's own; the index is read through
-//! an atomic serial and a map read). With response rate limiting on, each response (replayed
+//! the steady state takes no lock of its own and allocates no reply (the fast paths are the
+//! worker's own; the index is read through an atomic serial and a map read). With response rate limiting on, each response (replayed
 //! or not) passes [`RateLimiter::filter`] right before it is sent; with it off, that costs
 //! one `if`.
 //!
