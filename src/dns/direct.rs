@@ -12,7 +12,7 @@
 //!  anything else (ClusterIP, ExternalName, PTR, apex, other types, no room) -> None
 //! ```
 //!
-//! The record rules are the general path's own where they can be shared ([`srv_entries`],
+//! The record rules are the general path's own where they can be shared (`srv_entries`,
 //! [`ServiceRecords::endpoints_labelled`], [`srv_weight`], the name parser); what is written
 //! here is which section each record goes to, in the same order as `answer/` builds them.
 //!
