@@ -1,5 +1,6 @@
 //! The direct UDP path: the questions peers ask most, answered from the index straight into
-//! bytes, with no parsed message, no record objects and no allocation in the steady state.
+//! bytes, with no parsed message and no record objects (the only allocations are the small
+//! vectors of addresses and SRV entries found).
 //!
 //! ```text
 //!  plain query (fast.rs), class IN, A/AAAA/SRV, index synced
@@ -58,7 +59,9 @@ enum Finding<'r> {
     /// SRV records at the question name for these (target label, port) pairs, with glue.
     Srv {
         records: &'r ServiceRecords,
-        entries: Vec<(&'r str, u16)>,
+        /// As `srv_entries` lists them; a `None` label (a ClusterIP Service's own name) is
+        /// never reached here: the write declines it.
+        entries: Vec<(Option<&'r str>, u16)>,
         namespace: &'r str,
         service: &'r str,
     },
@@ -339,7 +342,7 @@ impl Direct {
                 let base = [service.as_bytes(), namespace.as_bytes()];
                 let weight = srv_weight(entries.len());
                 for (label, port) in entries {
-                    let target = [label.as_bytes(), base[0], base[1]];
+                    let target = [(*label)?.as_bytes(), base[0], base[1]];
                     writer
                         .record(owner, TYPE_SRV, ttl, |w| {
                             w.put_u16(0);
@@ -353,7 +356,8 @@ impl Direct {
                 glue_at = Some(writer.len());
                 let mut previous: Option<&str> = None;
                 for (label, _) in entries {
-                    if previous == Some(*label) {
+                    let label = (*label)?;
+                    if previous == Some(label) {
                         continue;
                     }
                     previous = Some(label);
@@ -481,13 +485,9 @@ fn srv<'r>(
     namespace: &'r str,
     service: &'r str,
 ) -> Finding<'r> {
-    let entries = srv_entries(records, filter)
-        .into_iter()
-        .filter_map(|(label, port)| Some((label?, port)))
-        .collect();
     Finding::Srv {
         records,
-        entries,
+        entries: srv_entries(records, filter),
         namespace,
         service,
     }

@@ -63,11 +63,6 @@ impl WireWriter {
         self.compressed_names = 0;
     }
 
-    /// The message so far.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
     /// Current length.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -263,13 +258,6 @@ impl WireWriter {
         self.candidates.retain(|c| usize::from(c.start) < len);
     }
 
-    /// Moves the message out, leaving the writer empty.
-    pub fn take(&mut self) -> Vec<u8> {
-        let bytes = std::mem::take(&mut self.bytes);
-        self.reset();
-        bytes
-    }
-
     /// Copies the message into `out`.
     pub fn copy_to(&self, out: &mut Vec<u8>) {
         out.clear();
@@ -350,7 +338,9 @@ mod tests {
             })
             .unwrap();
         }
-        (theirs, ours.take())
+        let mut bytes = Vec::new();
+        ours.copy_to(&mut bytes);
+        (theirs, bytes)
     }
 
     fn question(qname: &str) -> Vec<u8> {
