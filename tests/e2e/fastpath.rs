@@ -228,6 +228,50 @@ fn every_name_and_type_is_the_same_bytes_through_both_paths() {
     assert!(replayed > 4000);
 }
 
+/// A thread that keeps regenerating the cluster with new seeds until stopped.
+///
+/// It holds a gate while it publishes; a check takes [`Churn::quiet`] to compare with the
+/// general path at a moment when no publish is half done (a Service already swapped in but its
+/// serial not yet bumped: a replay then legitimately shows the moment before).
+struct Churn {
+    stop: Arc<AtomicBool>,
+    gate: Arc<std::sync::RwLock<()>>,
+    thread: std::thread::JoinHandle<IndexWriter>,
+}
+
+impl Churn {
+    fn start(mut writer: IndexWriter, first_seed: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(std::sync::RwLock::new(()));
+        let thread = {
+            let (stop, gate) = (stop.clone(), gate.clone());
+            std::thread::spawn(move || {
+                let mut seed = first_seed;
+                while !stop.load(Ordering::Relaxed) {
+                    seed += 1;
+                    {
+                        let _publishing = gate.write().unwrap();
+                        generate(&mut writer, seed);
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(500));
+                }
+                writer
+            })
+        };
+        Self { stop, gate, thread }
+    }
+
+    /// Holds off publishing while the guard lives.
+    fn quiet(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap()
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
 /// Which kind of response the direct path wrote, read from its bytes: (rcode, answers).
 fn shape(response: &[u8]) -> (u8, u16) {
     (
@@ -310,31 +354,14 @@ fn direct_answers_follow_the_index_while_it_changes() {
         .into_iter()
         .filter(|(_, t)| matches!(t, RecordType::A | RecordType::AAAA | RecordType::SRV))
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    // As in the replay test: compare at moments when no publish is half done.
-    let quiet = Arc::new(std::sync::RwLock::new(()));
-    let churn = {
-        let (stop, quiet) = (stop.clone(), quiet.clone());
-        std::thread::spawn(move || {
-            let mut seed = 100;
-            while !stop.load(Ordering::Relaxed) {
-                seed += 1;
-                {
-                    let _publishing = quiet.write().unwrap();
-                    generate(&mut writer, seed);
-                }
-                std::thread::sleep(std::time::Duration::from_micros(500));
-            }
-            writer
-        })
-    };
+    let churn = Churn::start(writer, 100);
     let mut rng = Rng(5);
     let mut direct = Direct::new(responder.authority());
     let (mut checked, mut out) = (0, Vec::new());
     for round in 0..20_000u32 {
         let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
         let request = variant(&Ask::new(name, *rtype), round as u16, &mut rng);
-        let _quiet = quiet.read().unwrap();
+        let _quiet = churn.quiet();
         if direct.answer(&index, 1232, &request, &mut out).is_none() {
             continue;
         }
@@ -342,8 +369,7 @@ fn direct_answers_follow_the_index_while_it_changes() {
         assert_eq!(out, expected, "round {round}: {name} {rtype} is stale");
         checked += 1;
     }
-    stop.store(true, Ordering::Relaxed);
-    churn.join().unwrap();
+    churn.stop();
     assert!(checked > 5000, "only {checked} direct answers compared");
     assert!(index.serial() > 50, "the index barely changed");
 }
@@ -359,26 +385,7 @@ fn replays_are_never_stale_while_the_index_changes() {
         .step_by(40)
         .take(40)
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    // The churn holds this gate while it publishes; the check takes it to compare replays with
-    // the general path at a moment when no publish is half done (a Service already swapped in
-    // but its serial not yet bumped: a replay then legitimately shows the moment before).
-    let quiet = Arc::new(std::sync::RwLock::new(()));
-    let churn = {
-        let (stop, quiet) = (stop.clone(), quiet.clone());
-        std::thread::spawn(move || {
-            let mut seed = 1;
-            while !stop.load(Ordering::Relaxed) {
-                seed += 1;
-                {
-                    let _publishing = quiet.write().unwrap();
-                    generate(&mut writer, seed);
-                }
-                std::thread::sleep(std::time::Duration::from_micros(500));
-            }
-            writer
-        })
-    };
+    let churn = Churn::start(writer, 1);
     let mut rng = Rng(3);
     let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
     let (mut checked, mut out) = (0, Vec::new());
@@ -393,7 +400,7 @@ fn replays_are_never_stale_while_the_index_changes() {
             continue;
         }
         // A replay must equal what the general path answers at the same serial.
-        let _quiet = quiet.read().unwrap();
+        let _quiet = churn.quiet();
         let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
         if index.serial() == serial {
             assert_eq!(
@@ -403,8 +410,7 @@ fn replays_are_never_stale_while_the_index_changes() {
             checked += 1;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    churn.join().unwrap();
+    churn.stop();
     let serials_seen = index.serial();
     assert!(checked > 100, "only {checked} replays compared");
     assert!(
