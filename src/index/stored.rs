@@ -30,8 +30,8 @@ pub struct StoredService {
 impl From<Service> for StoredService {
     fn from(service: Service) -> Self {
         Self {
-            kind: service.kind,
-            ports: service.ports.into(),
+            kind: service.kind.clone(),
+            ports: service.ports.as_slice().into(),
         }
     }
 }
@@ -51,13 +51,9 @@ pub struct StoredSlice {
 impl From<EndpointSlice> for StoredSlice {
     fn from(slice: EndpointSlice) -> Self {
         Self {
-            name: slice.name.into(),
-            ports: slice.ports.into(),
-            endpoints: slice
-                .endpoints
-                .into_iter()
-                .map(StoredEndpoint::from)
-                .collect(),
+            name: Box::from(slice.name.as_str()),
+            ports: slice.ports.as_slice().into(),
+            endpoints: slice.endpoints.iter().map(StoredEndpoint::from).collect(),
         }
     }
 }
@@ -75,15 +71,15 @@ pub struct StoredEndpoint {
     pub pod_name: Option<Arc<str>>,
 }
 
-impl From<Endpoint> for StoredEndpoint {
-    fn from(endpoint: Endpoint) -> Self {
-        let hostname: Option<Arc<str>> = endpoint.hostname.map(Arc::from);
-        let pod_name = match (endpoint.pod_name, &hostname) {
-            (Some(pod), Some(hostname)) if *pod == **hostname => Some(hostname.clone()),
+impl From<&Endpoint> for StoredEndpoint {
+    fn from(endpoint: &Endpoint) -> Self {
+        let hostname: Option<Arc<str>> = endpoint.hostname.as_deref().map(Arc::from);
+        let pod_name = match (endpoint.pod_name.as_deref(), &hostname) {
+            (Some(pod), Some(hostname)) if pod == &**hostname => Some(hostname.clone()),
             (pod, _) => pod.map(Arc::from),
         };
         Self {
-            addresses: Addresses::from(endpoint.addresses),
+            addresses: Addresses::from(endpoint.addresses.as_slice()),
             ready: endpoint.ready,
             hostname,
             pod_name,
@@ -110,8 +106,8 @@ impl Addresses {
     }
 }
 
-impl From<Vec<IpAddr>> for Addresses {
-    fn from(addresses: Vec<IpAddr>) -> Self {
+impl From<&[IpAddr]> for Addresses {
+    fn from(addresses: &[IpAddr]) -> Self {
         match *addresses {
             [ip] => Addresses::One(ip),
             _ => Addresses::Many(addresses.into()),
@@ -214,7 +210,7 @@ mod tests {
     #[test]
     fn pod_name_equal_to_hostname_shares_its_allocation() {
         let endpoint = |hostname: &str, pod: &str| {
-            StoredEndpoint::from(Endpoint {
+            StoredEndpoint::from(&Endpoint {
                 addresses: vec!["10.0.0.1".parse().unwrap()],
                 ready: true,
                 hostname: Some(hostname.into()),
@@ -232,7 +228,7 @@ mod tests {
     #[test]
     fn addresses_keep_their_order() {
         let ips: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "10.0.0.1".parse().unwrap()];
-        assert_eq!(Addresses::from(ips.clone()).as_slice(), &ips[..]);
-        assert_eq!(Addresses::from(Vec::new()).as_slice(), &[] as &[IpAddr]);
+        assert_eq!(Addresses::from(&ips[..]).as_slice(), &ips[..]);
+        assert_eq!(Addresses::from(&[][..]).as_slice(), &[] as &[IpAddr]);
     }
 }
