@@ -242,12 +242,17 @@ fn start_file_source(
     let examples = example_queries(&state, &zone, address);
     writer.replace_all(state);
     writer.mark_synced();
+    // The load freed several times what the index keeps: give it back now (sys::memory).
+    crate::sys::memory::release_freed();
     let task = tokio::spawn(source::file::watch_from(
         path,
         cidrs,
         config.source.poll_interval(),
         Some(seen),
-        move |state: ClusterState| writer.replace_all(state),
+        move |state: ClusterState| {
+            writer.replace_all(state);
+            crate::sys::memory::release_freed();
+        },
         shutdown.clone().cancelled_owned(),
     ));
     Ok(StartedSource {

@@ -18,11 +18,12 @@
 //! - [`config`]: the TOML file and its defaults;
 //! - [`metrics`]: query counters and the Prometheus rendering;
 //! - [`admin`]: the admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`);
+//! - [`sys`]: batched socket calls and the allocator's memory release (the only `unsafe`);
 //! - [`app`]: wires them together for the binary and the end-to-end tests.
 //!
 //! Architecture invariants: `dns` and `index` never name a kube or k8s-openapi type; only the
 //! index writer mutates the index; the index's serial moves after every publish, and the fast
-//! path replays nothing computed under an older serial; `unsafe` lives in `dns::batch` only.
+//! path replays nothing computed under an older serial; `unsafe` lives in `sys` only.
 
 pub mod admin;
 pub mod app;
@@ -32,3 +33,4 @@ pub mod index;
 pub mod metrics;
 pub mod model;
 pub mod source;
+pub mod sys;

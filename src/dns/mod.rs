@@ -9,15 +9,14 @@
 //!                                            v
 //!                                         name.rs (pure parser)
 //!
-//!  udp.rs: batch.rs (recvmmsg) --> direct.rs (common questions, written by wire.rs)
-//!          else fast.rs (replay) else message.rs --> ratelimit.rs (when on) --> batch.rs (sendmmsg)
+//!  udp.rs: sys::batch (recvmmsg) --> direct.rs (common questions, written by wire.rs)
+//!          else fast.rs (replay) else message.rs --> ratelimit.rs (when on) --> sys::batch (sendmmsg)
 //!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
 //! ```
 //!
 //! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
 
 pub mod answer;
-pub mod batch;
 pub mod direct;
 pub mod fast;
 pub mod message;

@@ -28,11 +28,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::answer::Authority;
-use super::batch::{BATCH, Batch, send_all};
 use super::direct::Direct;
 use super::fast::{AnswerCache, DEFAULT_CAPACITY};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
+use crate::sys::batch::{BATCH, Batch, send_all};
 
 /// How long an idle worker waits for a datagram before checking for shutdown.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
+use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
     NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
@@ -56,7 +57,7 @@ struct Shared {
     services: DashMap<Box<str>, Arc<ServiceRecords>>,
     namespaces: DashMap<Box<str>, usize>,
     /// Every Service's claims on each address; the best one is answered (R7).
-    ptr: DashMap<IpAddr, Claims>,
+    ptr: PtrMap,
     serial: AtomicU32,
     synced: AtomicBool,
     /// Ready endpoint addresses over all published Services.
@@ -81,7 +82,7 @@ impl Index {
         let shared = Arc::new(Shared {
             services: DashMap::new(),
             namespaces: DashMap::new(),
-            ptr: DashMap::new(),
+            ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
             synced: AtomicBool::new(false),
             endpoints: AtomicUsize::new(0),
@@ -110,8 +111,8 @@ impl Index {
 
     /// The PTR target of `ip`, if any Service claims it (R7).
     pub fn ptr(&self, ip: &IpAddr) -> Option<PtrTarget> {
-        self.shared.ptr.get(ip).map(|entry| {
-            let best = entry.value().best();
+        self.shared.ptr.read(ip, |claims| {
+            let best = claims.best();
             PtrTarget {
                 label: best.label.clone(),
                 service: best.service.clone(),

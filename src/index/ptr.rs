@@ -7,13 +7,52 @@
 //!
 //! The claims on an address are what the index's PTR map holds for it (one map, not a second
 //! copy in the writer): nearly always one claim, held inline, so no vector is allocated for it.
+//! [`PtrMap`] keys IPv4 addresses by their 4 bytes, not by `IpAddr`'s 17: with one entry per
+//! endpoint it is the index's largest table.
 //!
 //! Invariants: [`Claims`] is never empty, and its claims are sorted and distinct, so
 //! [`Claims::best`] depends only on the set of claims, never on arrival order.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use dashmap::DashMap;
+
 use crate::model::ServiceKey;
+
+/// The claims on every claimed address, one map per family.
+#[derive(Debug, Default)]
+pub struct PtrMap {
+    v4: DashMap<u32, Claims>,
+    v6: DashMap<u128, Claims>,
+}
+
+impl PtrMap {
+    /// Applies `read` to the claims on `ip`, if any (holding the shard's read guard only
+    /// meanwhile).
+    pub fn read<R>(&self, ip: &IpAddr, read: impl FnOnce(&Claims) -> R) -> Option<R> {
+        match ip {
+            IpAddr::V4(v4) => self.v4.get(&u32::from(*v4)).map(|c| read(c.value())),
+            IpAddr::V6(v6) => self.v6.get(&u128::from(*v6)).map(|c| read(c.value())),
+        }
+    }
+
+    /// Sets the claims on `ip`.
+    pub fn insert(&self, ip: IpAddr, claims: Claims) {
+        match ip {
+            IpAddr::V4(v4) => drop(self.v4.insert(u32::from(v4), claims)),
+            IpAddr::V6(v6) => drop(self.v6.insert(u128::from(v6), claims)),
+        }
+    }
+
+    /// Removes every claim on `ip`.
+    pub fn remove(&self, ip: &IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => drop(self.v4.remove(&u32::from(*v4))),
+            IpAddr::V6(v6) => drop(self.v6.remove(&u128::from(*v6))),
+        }
+    }
+}
 
 /// Preference rank of a claim; lower wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -135,6 +174,22 @@ mod tests {
         assert_eq!(left, Some(Claims::One(web.clone())));
         assert_eq!(left.as_ref().unwrap().best().service.name, "web");
         assert_eq!(Claims::updated(left.as_ref(), [&web], []), None);
+    }
+
+    #[test]
+    fn ptr_map_keeps_families_apart() {
+        let map = PtrMap::default();
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let db = claim(ClaimRank::Primary, "a", "db", Some("db-0"));
+        let web = claim(ClaimRank::Other, "a", "web", None);
+        map.insert(v4, Claims::One(db.clone()));
+        map.insert(mapped, Claims::One(web.clone()));
+        assert_eq!(map.read(&v4, |c| c.best().clone()), Some(db));
+        assert_eq!(map.read(&mapped, |c| c.best().clone()), Some(web));
+        map.remove(&v4);
+        assert_eq!(map.read(&v4, |c| c.best().clone()), None);
+        assert!(map.read(&mapped, |_| ()).is_some());
     }
 
     #[test]

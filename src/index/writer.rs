@@ -47,8 +47,10 @@ struct ServiceState {
 pub struct IndexWriter {
     shared: Arc<Shared>,
     srv_target: SrvTargetStyle,
-    services: HashMap<Arc<ServiceKey>, ServiceState>,
-    slice_owner: HashMap<SliceKey, Arc<ServiceKey>>,
+    /// Boxed: the table then holds 16-byte entries at its load factor, not 112-byte ones.
+    services: HashMap<Arc<ServiceKey>, Box<ServiceState>>,
+    /// Keyed by [`slice_id`]: one allocation per slice, not a `SliceKey`'s two.
+    slice_owner: HashMap<Box<str>, Arc<ServiceKey>>,
     /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
     departure_grace: Duration,
 }
@@ -105,11 +107,11 @@ impl IndexWriter {
 
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
-        let slice_key = slice.key();
-        if let Some(previous) = self.slice_owner.get(&slice_key).cloned()
+        let slice_id = slice_id(&slice.service.namespace, &slice.name);
+        if let Some(previous) = self.slice_owner.get(&slice_id).cloned()
             && *previous != slice.service
         {
-            self.detach_slice(&previous, &slice_key.name);
+            self.detach_slice(&previous, &slice.name);
             self.rebuild(&previous);
         }
         let owner = self.shared_key(&slice.service);
@@ -123,13 +125,16 @@ impl IndexWriter {
             let departed = departed_from(&old, &state.slices, Instant::now() + grace);
             state.departing.extend(departed);
         }
-        self.slice_owner.insert(slice_key, owner.clone());
+        self.slice_owner.insert(slice_id, owner.clone());
         self.rebuild(&owner);
     }
 
     /// Removes an EndpointSlice.
     pub fn delete_slice(&mut self, key: &SliceKey) {
-        if let Some(owner) = self.slice_owner.remove(key) {
+        if let Some(owner) = self
+            .slice_owner
+            .remove(&slice_id(&key.namespace, &key.name))
+        {
             self.detach_slice(&owner, &key.name);
             self.rebuild(&owner);
         }
@@ -161,7 +166,10 @@ impl IndexWriter {
         }
         for slice in state.slices {
             let owner = next_key(&mut next, &slice.service);
-            self.slice_owner.insert(slice.key(), owner.clone());
+            self.slice_owner.insert(
+                slice_id(&slice.service.namespace, &slice.name),
+                owner.clone(),
+            );
             if let Some(inputs) = next.get_mut(&owner) {
                 inputs.1.insert(slice.into());
             }
@@ -205,8 +213,14 @@ impl IndexWriter {
     }
 
     /// The keys of every stored EndpointSlice.
-    pub fn slice_keys(&self) -> impl Iterator<Item = &SliceKey> + '_ {
-        self.slice_owner.keys()
+    pub fn slice_keys(&self) -> impl Iterator<Item = SliceKey> + '_ {
+        self.slice_owner.keys().filter_map(|id| {
+            let (namespace, name) = id.split_once('/')?;
+            Some(SliceKey {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+        })
     }
 
     /// The `Arc` that keys `key`'s state, or a new one for a Service not stored yet.
@@ -342,26 +356,23 @@ impl IndexWriter {
         removed: &[(IpAddr, PtrClaim)],
         added: &[(IpAddr, PtrClaim)],
     ) {
-        let current = self
-            .shared
-            .ptr
-            .get(&ip)
-            .map(|claims| claims.value().clone());
+        let current = self.shared.ptr.read(&ip, Claims::clone);
         let claims = Claims::updated(
             current.as_ref(),
             removed.iter().map(|(_, claim)| claim),
             added.iter().map(|(_, claim)| claim),
         );
         match claims {
-            Some(claims) if current.as_ref() != Some(&claims) => {
-                self.shared.ptr.insert(ip, claims);
-            }
+            Some(claims) if current.as_ref() != Some(&claims) => self.shared.ptr.insert(ip, claims),
             Some(_) => {}
-            None => {
-                self.shared.ptr.remove(&ip);
-            }
+            None => self.shared.ptr.remove(&ip),
         }
     }
+}
+
+/// A slice's key in `slice_owner`: `namespace/name` (Kubernetes names never hold a `/`).
+fn slice_id(namespace: &str, name: &str) -> Box<str> {
+    format!("{namespace}/{name}").into_boxed_str()
 }
 
 /// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint

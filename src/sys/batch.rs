@@ -1,4 +1,4 @@
-//! Batched UDP receive and send (`recvmmsg` / `sendmmsg`, Linux): the one module with `unsafe`.
+//! Batched UDP receive and send (`recvmmsg` / `sendmmsg`, Linux).
 //!
 //! A [`Batch`] owns fixed buffers for up to [`BATCH`] datagrams. [`Batch::receive`] fills them
 //! with one system call (blocking for the first datagram up to the socket's read timeout, then

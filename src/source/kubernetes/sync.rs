@@ -193,7 +193,7 @@ impl Synchronizer {
                 .writer
                 .slice_keys()
                 .filter(|k| in_scope(scope, &k.namespace))
-                .map(|k| Key::Slice(k.clone()))
+                .map(Key::Slice)
                 .filter(|k| !seen.contains(k))
                 .collect(),
         };
@@ -222,6 +222,8 @@ impl Synchronizer {
         );
         self.writer.replace_all(state);
         self.writer.mark_synced();
+        // The initial lists freed far more than the index keeps (sys::memory).
+        crate::sys::memory::release_freed();
         self.synced = true;
         self.stats.mark_synced();
     }
