@@ -10,9 +10,11 @@
 //! ```
 //!
 //! Why replaying is exact: the general path's response depends on the question only through its
-//! lowercased name, type, class and the client's UDP size (answer owners are written lowercase,
-//! and nothing in the response points into the question), plus the RD and CD bits it copies.
-//! The key holds all of those but the bits, which are patched.
+//! lowercased name, type, class and the client's UDP size, plus the RD and CD bits it copies,
+//! and the echoed question itself. Answer owners are written lowercase and point into the
+//! question by comparing it in lowercase (message.rs's `EchoedQuestion`), so where the pointers
+//! go does not depend on the client's case; what they point at is the question, which a replay
+//! patches. The key holds all of those but the bits, which are patched too.
 //!
 //! Invariants:
 //! - a cached response is served only while the index's serial equals the serial read before

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
-//! question is echoed exactly as sent, case included) and encoding its `MessageResponse`. A
+//! question is echoed exactly as sent, case included) and encoding hickory-proto's
+//! `emit_message_parts`, with the question's name offered for compression ([`EchoedQuestion`]). A
 //! question name with a compression pointer is not echoed: the pointer would lead elsewhere in
 //! the response, which then would not parse.
 //!
@@ -26,12 +27,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::ProtoError;
+use hickory_proto::op::{
+    Edns, EmitAndCount, Header, MessageType, Metadata, OpCode, ResponseCode, emit_message_parts,
+};
 use hickory_proto::rr::{DNSClass, Record};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder, NameEncoding};
 use hickory_server::net::xfer::Protocol as WireProtocol;
 use hickory_server::server::Request;
-use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::Queries;
 
 use super::answer::{Answer, Authority};
 use crate::index::Index;
@@ -274,18 +278,76 @@ fn encode(
 ) -> Result<Vec<u8>, ()> {
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
-    let response = MessageResponseBuilder::new(queries, edns).build(
-        metadata,
-        answer.answers.iter(),
-        answer.authority.iter(),
-        std::iter::empty(),
-        answer.additional.iter(),
+    let mut question = EchoedQuestion {
+        raw: queries.as_bytes(),
+        count: queries.queries().len(),
+    };
+    let emitted = emit_message_parts(
+        &metadata,
+        &mut question,
+        &mut answer.answers.iter(),
+        &mut answer.authority.iter(),
+        &mut answer.additional.iter(),
+        edns,
+        None,
+        &mut encoder,
     );
-    match response.destructive_emit(&mut encoder) {
+    match emitted {
         Ok(_) => Ok(bytes),
         Err(error) => {
             tracing::debug!(%error, "cannot encode response");
             Err(())
+        }
+    }
+}
+
+/// The question section, echoed as sent, with its name's suffixes offered for compression.
+///
+/// hickory-server stores the echoed question as one compression candidate that includes its
+/// type and class, which no name ever equals, so the first answer's owner was written in full.
+/// Here each suffix of a single question's name is a candidate, stored as if the name had been
+/// written in lowercase: answers name things in lowercase, so they point at the question
+/// whatever case the client used (and read back in the client's case, as from Knot or BIND).
+/// `wire.rs` stores the same candidates in the same order for the direct path.
+pub(crate) struct EchoedQuestion<'a> {
+    /// The question section as received.
+    pub(crate) raw: &'a [u8],
+    /// How many questions it holds.
+    pub(crate) count: usize,
+}
+
+impl EmitAndCount for EchoedQuestion<'_> {
+    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, ProtoError> {
+        let start = encoder.offset();
+        let labels_end = (self.count == 1)
+            .then(|| question_labels_end(self.raw))
+            .flatten()
+            .filter(|_| matches!(encoder.name_encoding(), NameEncoding::Compressed));
+        if let Some(end) = labels_end {
+            // The encoder stores a candidate by copying the bytes written at its position:
+            // write the name lowercase, store its suffixes, then write it over as sent.
+            encoder.emit_vec(&self.raw.to_ascii_lowercase())?;
+            let mut label = 0;
+            while label < end {
+                encoder.store_label_pointer(start + label, start + end);
+                label += 1 + usize::from(self.raw[label]);
+            }
+            encoder.set_offset(start);
+        }
+        encoder.emit_vec(self.raw)?;
+        Ok(self.count)
+    }
+}
+
+/// Where the labels of the question name at the start of `raw` end (its root byte), when the
+/// name is uncompressed and complete.
+fn question_labels_end(raw: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    loop {
+        match raw.get(at).copied()? {
+            0 => return Some(at),
+            length if length <= 63 => at += 1 + usize::from(length),
+            _ => return None,
         }
     }
 }

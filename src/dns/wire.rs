@@ -13,8 +13,9 @@
 //! - a candidate is stored only while the message is shorter than `0x3FFF` bytes and fewer than
 //!   [`CANDIDATE_LIMIT`] are stored; after [`COMPRESSED_NAME_LIMIT`] compressed names, names
 //!   are written whole (their suffixes are still stored);
-//! - the question section, echoed as sent, is one candidate covering name, type and class (it
-//!   never matches a name suffix, but it takes a slot).
+//! - the question section, echoed as sent, offers every suffix of its name, longest first, as
+//!   candidates compared in lowercase (message.rs's `EchoedQuestion` stores them so in the
+//!   general path): the answers' lowercase names point at it whatever case the client used.
 //!
 //! Names are given as plain labels followed by a suffix already in wire form (a zone, the
 //! question's name), so callers build nothing per name.
@@ -41,10 +42,12 @@ pub struct NameTooLong;
 struct Candidate {
     start: u16,
     len: u16,
-    /// Whether the bytes at `start` are the whole suffix, with no pointer: the question
-    /// section (name, root, type and class, compared raw) and the suffixes of a name written
-    /// whole. Otherwise the suffix is read back following pointers.
+    /// Whether the bytes at `start` are the whole suffix, with no pointer: the question's
+    /// suffixes and those of a name written whole. Otherwise the suffix is read back following
+    /// pointers.
     contiguous: bool,
+    /// Whether the bytes are compared in lowercase (the question, echoed in the client's case).
+    folded: bool,
 }
 
 /// Writes one message at a time into a reused buffer.
@@ -95,12 +98,20 @@ impl WireWriter {
         }
     }
 
-    /// Appends the question section, echoed as sent (`question`: name, type and class), and
-    /// stores it as one candidate, as hickory-server does.
+    /// Appends the question section, echoed as sent (`question`: an uncompressed name, type
+    /// and class), and stores each suffix of its name as a candidate compared in lowercase.
     pub fn question(&mut self, question: &[u8]) {
         let start = self.bytes.len();
         self.put(question);
-        self.store(start, self.bytes.len(), true);
+        let mut labels_end = 0;
+        while let Some(&length) = question.get(labels_end).filter(|&&l| l != 0 && l <= 63) {
+            labels_end += 1 + usize::from(length);
+        }
+        let mut label = 0;
+        while label < labels_end {
+            self.store_folded(start + label, start + labels_end);
+            label += 1 + usize::from(question[label]);
+        }
     }
 
     /// Appends a name with compression: `labels` (plain labels, each written after its length
@@ -175,7 +186,17 @@ impl WireWriter {
     fn candidate_is(&self, c: &Candidate, wanted: &[u8]) -> bool {
         let mut at = usize::from(c.start);
         if c.contiguous {
-            return self.bytes.get(at..at + wanted.len()) == Some(wanted);
+            let Some(stored) = self.bytes.get(at..at + wanted.len()) else {
+                return false;
+            };
+            return if c.folded {
+                stored
+                    .iter()
+                    .zip(wanted)
+                    .all(|(stored, wanted)| stored.to_ascii_lowercase() == *wanted)
+            } else {
+                stored == wanted
+            };
         }
         let mut rest = wanted;
         while !rest.is_empty() {
@@ -200,11 +221,20 @@ impl WireWriter {
     }
 
     fn store(&mut self, start: usize, end: usize, contiguous: bool) {
+        self.push_candidate(start, end, contiguous, false);
+    }
+
+    fn store_folded(&mut self, start: usize, end: usize) {
+        self.push_candidate(start, end, true, true);
+    }
+
+    fn push_candidate(&mut self, start: usize, end: usize, contiguous: bool, folded: bool) {
         if self.bytes.len() < 0x3FFF && self.candidates.len() < CANDIDATE_LIMIT {
             self.candidates.push(Candidate {
                 start: start as u16,
                 len: (end - start) as u16,
                 contiguous,
+                folded,
             });
         }
     }
@@ -268,9 +298,12 @@ impl WireWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::op::EmitAndCount;
     use hickory_proto::rr::rdata::{A, SOA, SRV};
     use hickory_proto::rr::{Name, RData, Record};
     use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+    use crate::dns::message::EchoedQuestion;
 
     fn labels(name: &str) -> Vec<Vec<u8>> {
         name.trim_end_matches('.')
@@ -290,8 +323,11 @@ mod tests {
         {
             let mut encoder = BinEncoder::new(&mut theirs);
             encoder.emit_vec(&[0; 12]).unwrap();
-            encoder.emit_vec(question).unwrap();
-            encoder.store_label_pointer(12, 12 + question.len());
+            let mut echoed = EchoedQuestion {
+                raw: question,
+                count: 1,
+            };
+            echoed.emit(&mut encoder).unwrap();
             for record in records {
                 record.emit(&mut encoder).unwrap();
             }
@@ -376,6 +412,24 @@ mod tests {
             let (theirs, ours) = both(&question(service), &srv_answer(service, targets));
             assert_eq!(theirs, ours, "{targets} targets");
         }
+    }
+
+    #[test]
+    fn answers_point_at_the_question_whatever_its_case() {
+        let asked = "Cassandra-10018-Headless.Databases.SVC.cluster.local.";
+        let records = srv_answer(&asked.to_ascii_lowercase(), 5);
+        let (theirs, ours) = both(&question(asked), &records);
+        assert_eq!(theirs, ours);
+        // The first answer's owner is a pointer to the question's name, at offset 12.
+        let first_answer = 12 + question(asked).len();
+        assert_eq!(ours[first_answer..first_answer + 2], [0xC0, 12]);
+        // So does every SRV owner: without its glue, the five-target answer fits 512 bytes
+        // (465 bytes; the first owner written in full, as before, made it 517).
+        let (theirs, ours) = both(&question(asked), &records[..5]);
+        assert_eq!(theirs, ours);
+        let pointers = ours.windows(2).filter(|w| *w == [0xC0, 12]).count();
+        assert_eq!(pointers, 5);
+        assert!(ours.len() <= 512, "{} bytes", ours.len());
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn formerr_notimp_badvers_refused() {
 }
 
 #[tokio::test]
-async fn question_is_echoed_exactly_as_sent() {
+async fn question_is_echoed_exactly_as_sent_and_answers_point_at_it() {
     let server = serve_file(&rules()).await;
     let address = server.addresses[0];
     let ask = Ask::new("PeErS.aPpS.SvC.ClUsTeR.LoCaL.", RecordType::A);
@@ -134,8 +134,18 @@ async fn question_is_echoed_exactly_as_sent() {
             &bytes[12..question_end],
             "over {over:?}"
         );
+        // The answers' owner is a pointer to the question's name (offset 12), whatever its
+        // case: it reads back as the client wrote it.
+        assert_eq!(
+            reply[question_end..question_end + 2],
+            [0xC0, 12],
+            "over {over:?}"
+        );
         let message = Message::from_vec(&reply).unwrap();
         assert_eq!(message.answers.len(), 3);
+        for answer in &message.answers {
+            assert_eq!(answer.name.to_ascii(), "PeErS.aPpS.SvC.ClUsTeR.LoCaL.");
+        }
         assert!(message.metadata.recursion_desired, "RD is copied");
     }
     server.stop().await;
