@@ -31,6 +31,10 @@ pub struct ReadyEndpoint {
     pub srv_label: Arc<str>,
     /// The ports of the slice the endpoint came from.
     pub ports: Arc<[Port]>,
+    /// [`label_tail`] of `hostname` (0 without one), so a lookup by hostname tells the
+    /// endpoints of a small Service apart without reading their hostnames (a cache miss each
+    /// on a large index). It fills what was padding.
+    hostname_tail: u32,
 }
 
 /// An endpoint address that is not ready: kept only to explain why a name does not answer.
@@ -92,6 +96,7 @@ impl ServiceRecords {
                             srv_label(hostname.as_ref(), pod_name.as_ref(), ip, srv_target);
                         let entry = ReadyEndpoint {
                             ip: *ip,
+                            hostname_tail: hostname.as_deref().map_or(0, label_tail),
                             hostname,
                             srv_label,
                             ports: slice.ports.clone(),
@@ -185,10 +190,18 @@ impl ServiceRecords {
 
     /// The indexes of the endpoints whose hostname is `label`, ascending.
     fn with_hostname(&self, label: &str) -> &[u32] {
+        let tail = label_tail(label);
         equal_range(
             &self.hostnames,
             |p| self.hostname(*p).cmp(label),
-            |p| same_label(self.hostname(*p), label),
+            |p| {
+                // Length and tail first: neither reads the hostname's bytes.
+                self.endpoints.get(*p as usize).is_some_and(|e| {
+                    e.hostname_tail == tail
+                        && e.hostname.as_ref().is_some_and(|h| h.len() == label.len())
+                        && self.hostname(*p) == label
+                })
+            },
         )
     }
 
@@ -203,6 +216,17 @@ fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &str {
         .get(position as usize)
         .and_then(|e| e.hostname.as_deref())
         .unwrap_or_default()
+}
+
+/// A label's last four bytes (fewer for a shorter label), packed: siblings such as a
+/// StatefulSet's pods differ there, in their ordinal.
+fn label_tail(label: &str) -> u32 {
+    label
+        .as_bytes()
+        .iter()
+        .rev()
+        .take(4)
+        .fold(0, |tail, byte| tail << 8 | u32::from(*byte))
 }
 
 /// Whether two labels are equal, checking first what tells sibling names apart cheaply: the
