@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use peerdns::config::{Config, LogFormat, SourceKind};
 
-/// mimalloc: faster small allocations on the query path, and memory freed after a large
-/// load (the cluster file's parse) is given back instead of staying in the process.
+/// mimalloc: faster small allocations on the query path. Built without transparent huge
+/// pages, and asked to return what a load freed right after it (`peerdns::sys::memory`), so
+/// the memory a large load (the cluster file's parse) used does not stay in the process.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -5,7 +5,7 @@
 //!                                              | rebuilds one Service's ServiceRecords
 //!                                              v publishes Arc<ServiceRecords> whole
 //!  dns handlers  <--Index (Clone)--  DashMap "svc.ns" -> Arc<ServiceRecords>
-//!                                    DashMap ip -> Claims (PTR), namespaces, serial, synced
+//!                                    PtrMap ip -> Claims (PTR), namespaces, serial, synced
 //! ```
 //!
 //! Invariants:
