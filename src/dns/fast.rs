@@ -1,6 +1,6 @@
 //! The replay cache: answers the general path already encoded, replayed from a worker-local
 //! cache with the request's ID, flags and question patched in. It serves what the direct path
-//! (`direct.rs`) does not take: PTR, ClusterIP and ExternalName Services, the apex.
+//! (`direct/`) does not take: PTR, ClusterIP and ExternalName Services, the apex.
 //!
 //! ```text
 //!  datagram -> plain query?  -- no --> general path (message.rs)

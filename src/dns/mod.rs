@@ -9,7 +9,7 @@
 //!                                            v
 //!                                         name.rs (pure parser)
 //!
-//!  udp.rs: sys::batch (recvmmsg) --> direct.rs (common questions, written by wire.rs)
+//!  udp.rs: sys::batch (recvmmsg) --> direct/ (common questions, written by wire.rs)
 //!          else fast.rs (replay) else message.rs --> ratelimit.rs (when on) --> sys::batch (sendmmsg)
 //!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
 //! ```

@@ -1,5 +1,5 @@
 //! The UDP transport: one socket and one thread per worker, batched system calls, and the
-//! worker's fast paths ([`FastPath`]): the direct answerer (`direct.rs`) and a cache of encoded
+//! worker's fast paths ([`FastPath`]): the direct answerer (`direct/`) and a cache of encoded
 //! answers (`fast.rs`).
 //!
 //! ```text

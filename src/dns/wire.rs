@@ -1,7 +1,7 @@
 //! A DNS message writer whose name compression is, byte for byte, that of hickory-proto 0.26's
 //! `BinEncoder` (which the general path uses), without its allocation per stored suffix.
 //!
-//! The direct path (`direct.rs`) writes responses with it, and the same-bytes tests compare
+//! The direct path (`direct/`) writes responses with it, and the same-bytes tests compare
 //! those with the general path's; so this module reproduces hickory's rule exactly, including
 //! its limits:
 //!

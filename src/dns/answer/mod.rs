@@ -14,10 +14,11 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, PTR, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 mod srv;
+mod zone;
 
 use super::name::{ForwardName, Parsed, parse};
 use crate::index::{Index, ServiceRecords};
@@ -334,75 +335,6 @@ impl Authority {
         self.typed(qname, qtype, addresses)
     }
 
-    /// PTR for a reverse name (R7).
-    fn reverse(
-        &self,
-        index: &Index,
-        address: Option<IpAddr>,
-        qname: &Name,
-        qtype: RecordType,
-    ) -> Lookup {
-        let Some(target) = address.and_then(|ip| index.ptr(&ip)) else {
-            return Lookup::NxDomain;
-        };
-        let zone = &self.zones[0];
-        let service = &target.service;
-        let mut labels = vec![service.name.as_str(), service.namespace.as_str(), "svc"];
-        if let Some(label) = &target.label {
-            labels.insert(0, label);
-        }
-        let Some(name) = name_in_zone(zone, &labels) else {
-            return Lookup::NxDomain;
-        };
-        let ptr = vec![self.record(qname, RData::PTR(PTR(name)))];
-        self.typed_as(qname, qtype, RecordType::PTR, ptr)
-    }
-
-    /// The zone apex: SOA and NS (R8).
-    fn apex(&self, index: &Index, zone: &Name, qname: &Name, qtype: RecordType) -> Lookup {
-        match qtype {
-            RecordType::SOA => {
-                let mut soa = self.soa(index, zone);
-                soa.name = qname.clone();
-                Lookup::found(vec![soa])
-            }
-            RecordType::NS => {
-                let ns_name = self.nameserver_name();
-                let glue = self.address_records(
-                    &ns_name,
-                    self.nameserver_addresses.iter(),
-                    RecordType::ANY,
-                );
-                Lookup::found_with(vec![self.record(qname, RData::NS(NS(ns_name)))], glue)
-            }
-            _ => self.existing(qname, qtype),
-        }
-    }
-
-    /// The zone's SOA record, with the negative TTL (R8, R9).
-    pub fn soa(&self, index: &Index, zone: &Name) -> Record {
-        let primary = &self.zones[0];
-        let mname = self.nameserver_name();
-        let rname = primary
-            .prepend_label("hostmaster")
-            .unwrap_or_else(|_| primary.clone());
-        let soa = SOA::new(
-            mname,
-            rname,
-            index.serial(),
-            7200,
-            1800,
-            86400,
-            self.negative_ttl,
-        );
-        Record::from_rdata(zone.clone(), self.negative_ttl, RData::SOA(soa))
-    }
-
-    fn nameserver_name(&self) -> Name {
-        let primary = &self.zones[0];
-        name_in_zone(primary, &["ns", "dns"]).unwrap_or_else(|| primary.clone())
-    }
-
     /// A name that exists: ANY gets the RFC 8482 answer, every other type NODATA (R13).
     fn existing(&self, qname: &Name, qtype: RecordType) -> Lookup {
         if matches!(qtype, RecordType::ANY) {
@@ -455,7 +387,8 @@ impl Authority {
     }
 }
 
-fn is_external(records: &ServiceRecords) -> bool {
+/// Whether the Service is an ExternalName (answered by CNAME, never by the direct path).
+pub(crate) fn is_external(records: &ServiceRecords) -> bool {
     matches!(records.kind, ServiceKind::ExternalName(_))
 }
 

@@ -30,9 +30,12 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::RecordType;
 
-use super::answer::{Authority, PortFilter, srv_entries};
+use super::answer::{Authority, PortFilter, is_external, srv_entries};
+use zones::{ZoneNames, split_labels};
+mod zones;
+
 use super::fast::plain;
 use super::name::{ForwardName, parse_forward};
 use super::wire::{NameTooLong, WireWriter};
@@ -67,84 +70,6 @@ enum Finding<'r> {
     },
     NoData,
     NxDomain,
-}
-
-/// Names the answers need, in wire form (labels with their length bytes, no root), built once.
-#[derive(Debug)]
-struct ZoneNames {
-    /// Each forward zone.
-    zones: Vec<Vec<u8>>,
-    /// Each forward zone's label count.
-    zone_labels: Vec<usize>,
-    /// Each reverse zone, and its label count.
-    reverse: Vec<(Vec<u8>, usize)>,
-    /// `svc.<zone>` for each forward zone.
-    svc_zones: Vec<Vec<u8>>,
-    /// The SOA's names, `ns.dns.<zone>` and `hostmaster.<zone>` of the first zone; `None`
-    /// when they would be too long (the general path then answers negatives).
-    soa_names: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-fn wire(labels: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for label in labels {
-        let label = label.as_ref();
-        bytes.push(label.len() as u8);
-        bytes.extend_from_slice(label);
-    }
-    bytes
-}
-
-impl ZoneNames {
-    fn new(authority: &Authority) -> Self {
-        let zone_wire = |zone: &Name| wire(zone.iter());
-        let zones: Vec<Vec<u8>> = authority.zones.iter().map(zone_wire).collect();
-        let svc_zones = zones
-            .iter()
-            .map(|zone| [&b"\x03svc"[..], zone].concat())
-            .collect();
-        let soa_names = zones.first().and_then(|primary| {
-            let mname = [&b"\x02ns\x03dns"[..], primary].concat();
-            let rname = [&b"\x0ahostmaster"[..], primary].concat();
-            (mname.len() < 255 && rname.len() < 255).then_some((mname, rname))
-        });
-        Self {
-            zone_labels: authority.zones.iter().map(|z| z.iter().len()).collect(),
-            reverse: authority
-                .reverse_zones
-                .iter()
-                .map(|z| (zone_wire(z), z.iter().len()))
-                .collect(),
-            zones,
-            svc_zones,
-            soa_names,
-        }
-    }
-
-    /// The forward zone `name` (lowercase wire form, root included; labels start at `starts`)
-    /// falls in, and how many labels are left of it; `None` when it is in no forward zone or
-    /// deeper in a reverse one. The same choice as `name::parse`: the longest zone wins, and a
-    /// reverse zone only when strictly longer.
-    fn locate(&self, name: &[u8], starts: &[usize]) -> Option<(usize, usize)> {
-        let relative = |wire: &[u8], labels: usize| {
-            let at = starts.len().checked_sub(labels)?;
-            let from = starts.get(at).copied().unwrap_or(name.len() - 1);
-            (name.get(from..name.len() - 1) == Some(wire)).then_some(at)
-        };
-        let (zone, left) = self
-            .zones
-            .iter()
-            .zip(&self.zone_labels)
-            .enumerate()
-            .filter_map(|(zone, (wire, &labels))| Some((zone, relative(wire, labels)?)))
-            .min_by_key(|&(_, left)| left)?;
-        let deeper_reverse = self
-            .reverse
-            .iter()
-            .filter_map(|(wire, labels)| relative(wire, *labels))
-            .any(|reverse_left| reverse_left < left);
-        (!deeper_reverse).then_some((zone, left))
-    }
 }
 
 /// One receive loop's direct answerer: the rules' settings and its own scratch buffers.
@@ -442,31 +367,6 @@ struct Question<'q> {
     qtype: u16,
     /// The UDP size the client offered, when it sent OPT.
     edns_payload: Option<u16>,
-}
-
-/// Splits a lowercased, uncompressed wire name (checked by `plain`) into `labels` and their
-/// offsets `starts`; returns how many, or `None` when there are too many to be ours.
-fn split_labels<'a>(
-    name: &'a [u8],
-    labels: &mut [&'a [u8]],
-    starts: &mut [usize],
-) -> Option<usize> {
-    let mut at = 0;
-    let mut count = 0;
-    loop {
-        let length = usize::from(*name.get(at)?);
-        if length == 0 {
-            return Some(count);
-        }
-        *labels.get_mut(count)? = name.get(at + 1..at + 1 + length)?;
-        *starts.get_mut(count)? = at;
-        count += 1;
-        at += 1 + length;
-    }
-}
-
-fn is_external(records: &ServiceRecords) -> bool {
-    matches!(records.kind, ServiceKind::ExternalName(_))
 }
 
 /// The addresses of the asked family among `ips`, in order.
