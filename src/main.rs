@@ -62,6 +62,12 @@ struct Cli {
 }
 
 fn main() {
+    // Before the allocator grows: see peerdns::sys::memory.
+    if let Err(error) = peerdns::sys::memory::disable_huge_pages() {
+        eprintln!(
+            "peerdns: cannot turn transparent huge pages off ({error}); memory use may be higher"
+        );
+    }
     if let Err(error) = run() {
         eprintln!("peerdns: {}", one_line(&error));
         std::process::exit(1);

@@ -7,15 +7,25 @@
 //! almost nothing, so without help the load's peak would stay resident for good.
 //! [`release_freed`] forces that collection: call it after each complete state is applied.
 //!
-//! mimalloc is also built without transparent huge pages (Cargo feature `no_thp`): with them, a
-//! 2 MiB page stays resident as long as one small object in it lives, which kept tens of MiB of
-//! freed memory resident on the large benchmark cluster.
+//! Transparent huge pages are off for the process: mimalloc is built not to ask for them (Cargo
+//! feature `no_thp`), and [`disable_huge_pages`] turns them off where the kernel would use them
+//! anyway (`/sys/kernel/mm/transparent_hugepage/enabled` set to `always`). With them, a 2 MiB
+//! page stays resident as long as one small object in it lives, which kept tens of MiB of freed
+//! memory resident on the large benchmark cluster.
 //!
 //! Invariant: [`release_freed`] only returns memory that nothing uses; it never changes what
 //! any allocation holds, so it is safe to call at any time, from any thread, and costs a few
 //! milliseconds at most.
 
 #![allow(unsafe_code)]
+
+/// Turns transparent huge pages off for this process and its children (`prctl`); call it
+/// first thing, before the allocator has touched much memory. An error (a kernel without the
+/// setting) leaves them as they were, which costs memory, not correctness.
+pub fn disable_huge_pages() -> std::io::Result<()> {
+    rustix::thread::disable_transparent_huge_pages(true)?;
+    Ok(())
+}
 
 /// Frees the calling thread's empty allocator pages and returns every freed, not yet
 /// returned page of the process to the operating system now, instead of after mimalloc's
@@ -41,6 +51,15 @@ mod tests {
             .and_then(|field| field.parse().ok())
             .expect("statm's second field");
         pages * 4096
+    }
+
+    #[test]
+    fn huge_pages_can_be_turned_off() {
+        disable_huge_pages().expect("prctl(PR_SET_THP_DISABLE)");
+        assert_eq!(
+            rustix::thread::transparent_huge_pages_are_disabled().ok(),
+            Some(true)
+        );
     }
 
     /// Allocates and frees 64 MiB in small blocks directly from mimalloc (the test binary's
