@@ -103,9 +103,15 @@ impl WireWriter {
     pub fn question(&mut self, question: &[u8]) {
         let start = self.bytes.len();
         self.put(question);
+        // The labels' end (the root byte); a name that does not end well offers nothing, as in
+        // the general path.
         let mut labels_end = 0;
-        while let Some(&length) = question.get(labels_end).filter(|&&l| l != 0 && l <= 63) {
-            labels_end += 1 + usize::from(length);
+        loop {
+            match question.get(labels_end).copied() {
+                Some(0) => break,
+                Some(length) if length <= 63 => labels_end += 1 + usize::from(length),
+                _ => return,
+            }
         }
         let mut label = 0;
         while label < labels_end {
