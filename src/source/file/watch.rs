@@ -65,6 +65,8 @@ pub async fn watch<F, S>(
 pub struct Seen {
     stamp: Stamp,
     hash: u64,
+    /// Whether an edit could hide behind `stamp` ([`may_hide_edits`] at the time of the read).
+    recheck: bool,
 }
 
 /// Loads the file as [`super::load`] does, and returns what the watcher needs to skip it.
@@ -79,10 +81,13 @@ pub fn load_seen(
         reason: Box::new(e.into()),
     };
     let meta = std::fs::metadata(path).map_err(error)?;
+    let read_at = SystemTime::now();
     let text = std::fs::read_to_string(path).map_err(error)?;
+    let stamp = Stamp::of(&meta);
     let seen = Seen {
-        stamp: Stamp::of(&meta),
+        stamp,
         hash: hash_of(text.as_bytes()),
+        recheck: may_hide_edits(stamp.modified, read_at),
     };
     Ok((super::parse(path, &text, pod_cidrs)?, seen))
 }
@@ -127,7 +132,7 @@ pub async fn watch_from<F, S>(
     let mut poller = Poller {
         stamp: seen.map(|s| s.stamp),
         hash: seen.map(|s| s.hash),
-        recheck: seen.is_none_or(|s| may_hide_edits(s.stamp.modified, SystemTime::now())),
+        recheck: seen.is_none_or(|s| s.recheck),
         ..Poller::default()
     };
     loop {
