@@ -53,6 +53,14 @@ pub enum Transport {
 /// Plain DNS (RFC 1035) UDP limit.
 const CLASSIC_UDP_LIMIT: usize = 512;
 
+/// The largest UDP response for a client that offered `offered` bytes in its OPT record (or
+/// sent none), with our own offer capped at `max_udp_payload` (R12).
+pub(crate) fn udp_limit(offered: Option<u16>, max_udp_payload: u16) -> usize {
+    offered.map_or(CLASSIC_UDP_LIMIT, |offered| {
+        usize::from(offered.clamp(512, max_udp_payload.max(512)))
+    })
+}
+
 /// Answers raw DNS messages from an [`Index`].
 #[derive(Clone, Debug)]
 pub struct Responder {
@@ -159,10 +167,10 @@ impl Responder {
         });
         let limit = match transport {
             Transport::Tcp => usize::from(u16::MAX),
-            Transport::Udp => match &request.edns {
-                Some(client) => usize::from(client.max_payload().clamp(512, self.max_udp_payload)),
-                None => CLASSIC_UDP_LIMIT,
-            },
+            Transport::Udp => udp_limit(
+                request.edns.as_ref().map(Edns::max_payload),
+                self.max_udp_payload,
+            ),
         };
         if !is_uncompressed(&request.queries) {
             // Echoed as sent, a compression pointer would point at other bytes in the response.

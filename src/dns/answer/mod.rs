@@ -25,6 +25,7 @@ use crate::index::{Index, ServiceRecords};
 use crate::model::{Protocol, ServiceKind};
 use srv::has_protocol;
 pub(crate) use srv::{PortFilter, srv_entries};
+pub(crate) use zone::{HOSTMASTER_LABEL, NAMESERVER_LABELS, SOA_TIMERS};
 
 /// Longest ExternalName chain followed inside the answer.
 pub const MAX_CNAME_CHAIN: usize = 8;

@@ -12,6 +12,13 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use super::{Authority, Lookup, name_in_zone};
 use crate::index::Index;
 
+/// The SOA's refresh, retry and expire, in seconds (R8); the direct path writes the same.
+pub(crate) const SOA_TIMERS: [i32; 3] = [7200, 1800, 86400];
+/// The nameserver's labels below the primary zone: `ns.dns.<zone>`.
+pub(crate) const NAMESERVER_LABELS: [&str; 2] = ["ns", "dns"];
+/// The SOA mailbox's label below the primary zone: `hostmaster.<zone>`.
+pub(crate) const HOSTMASTER_LABEL: &str = "hostmaster";
+
 impl Authority {
     /// PTR for a reverse name (R7).
     pub(super) fn reverse(
@@ -69,15 +76,16 @@ impl Authority {
         let primary = &self.zones[0];
         let mname = self.nameserver_name();
         let rname = primary
-            .prepend_label("hostmaster")
+            .prepend_label(HOSTMASTER_LABEL)
             .unwrap_or_else(|_| primary.clone());
+        let [refresh, retry, expire] = SOA_TIMERS;
         let soa = SOA::new(
             mname,
             rname,
             index.serial(),
-            7200,
-            1800,
-            86400,
+            refresh,
+            retry,
+            expire,
             self.negative_ttl,
         );
         Record::from_rdata(zone.clone(), self.negative_ttl, RData::SOA(soa))
@@ -85,6 +93,6 @@ impl Authority {
 
     pub(super) fn nameserver_name(&self) -> Name {
         let primary = &self.zones[0];
-        name_in_zone(primary, &["ns", "dns"]).unwrap_or_else(|| primary.clone())
+        name_in_zone(primary, &NAMESERVER_LABELS).unwrap_or_else(|| primary.clone())
     }
 }

@@ -32,11 +32,12 @@ use std::net::IpAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::answer::{Authority, PortFilter, is_external, srv_entries};
+use super::answer::{Authority, PortFilter, SOA_TIMERS, is_external, srv_entries};
 use zones::{ZoneNames, split_labels};
 mod zones;
 
 use super::fast::plain;
+use super::message::udp_limit;
 use super::name::{ForwardName, parse_forward};
 use super::wire::{NameTooLong, WireWriter};
 use crate::index::{Index, ServiceRecords, srv_weight};
@@ -302,19 +303,18 @@ impl Direct {
                     .record(zone_owner, TYPE_SOA, negative_ttl, |w| {
                         w.compressed_name(&[], mname)?;
                         w.compressed_name(&[], rname)?;
-                        for value in [serial, 7200, 1800, 86400, negative_ttl] {
-                            w.put_u32(value);
+                        w.put_u32(serial);
+                        for timer in SOA_TIMERS {
+                            w.put_u32(timer.unsigned_abs());
                         }
+                        w.put_u32(negative_ttl);
                         Ok(())
                     })
                     .ok()?;
                 authorities += 1;
             }
         }
-        let limit = usize::from(match question.edns_payload {
-            Some(offered) => offered.clamp(512, max_udp_payload.max(512)),
-            None => 512,
-        });
+        let limit = udp_limit(question.edns_payload, max_udp_payload);
         let opt_len = if question.edns_payload.is_some() {
             OPT_LEN
         } else {

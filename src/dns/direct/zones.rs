@@ -8,7 +8,7 @@
 
 use hickory_proto::rr::Name;
 
-use crate::dns::answer::Authority;
+use crate::dns::answer::{Authority, HOSTMASTER_LABEL, NAMESERVER_LABELS};
 
 /// Names the answers need, in wire form (labels with their length bytes, no root), built once.
 #[derive(Debug)]
@@ -45,8 +45,8 @@ impl ZoneNames {
             .map(|zone| [&b"\x03svc"[..], zone].concat())
             .collect();
         let soa_names = zones.first().and_then(|primary| {
-            let mname = [&b"\x02ns\x03dns"[..], primary].concat();
-            let rname = [&b"\x0ahostmaster"[..], primary].concat();
+            let mname = [wire(NAMESERVER_LABELS).as_slice(), primary].concat();
+            let rname = [wire([HOSTMASTER_LABEL]).as_slice(), primary].concat();
             (mname.len() < 255 && rname.len() < 255).then_some((mname, rname))
         });
         Self {
