@@ -6,7 +6,8 @@
 //!  cluster file / watch -> source (k8s objects -> model types; objects dropped at the edge)
 //!                       -> index::IndexWriter (one writer; rebuilds one Service per change)
 //!                       -> index::Index (DashMap of Arc<ServiceRecords>, read without locks held)
-//!  UDP query            -> dns::udp (per-worker socket, batched) -> dns::fast (replay cache)
+//!  UDP query            -> dns::udp (per-worker socket, sys::batch) -> dns::direct (common
+//!                          questions, written from the index) else dns::fast (replay cache)
 //!                                     \-- miss --> dns::message -> dns::answer (R1-R13) -> bytes
 //!  TCP query            -> dns::tcp -> dns::message -> dns::answer -> bytes
 //! ```

@@ -138,11 +138,8 @@ fn best_zone<'s, 'a>(labels: &'s [&'a [u8]], zones: &[Name]) -> Option<(usize, &
 
 /// Parses a lowercased query name against the forward and reverse zones.
 pub fn parse<'a>(name: &'a Name, forward: &[Name], reverse: &[Name]) -> Parsed<'a> {
-    parse_labels(Labels::of(name).as_slice(), forward, reverse)
-}
-
-/// Parses a lowercased query name given as its labels (leftmost first), as [`parse`] does.
-pub fn parse_labels<'a>(all: &[&'a [u8]], forward: &[Name], reverse: &[Name]) -> Parsed<'a> {
+    let labels = Labels::of(name);
+    let all = labels.as_slice();
     let forward_match = best_zone(all, forward);
     let reverse_match = best_zone(all, reverse);
     match (forward_match, reverse_match) {
