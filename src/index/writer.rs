@@ -42,6 +42,17 @@ struct ServiceState {
     departing: Vec<Departed>,
 }
 
+impl ServiceState {
+    /// Keeps the ready endpoints of `old` (a slice just replaced or removed) that are in none
+    /// of the current slices answering for `grace` (none when it is zero).
+    fn keep_departing(&mut self, old: &StoredSlice, grace: Duration) {
+        if !grace.is_zero() {
+            let departed = departed_from(old, &self.slices, Instant::now() + grace);
+            self.departing.extend(departed);
+        }
+    }
+}
+
 /// The one writer of an [`super::Index`]. Not `Clone`: ownership is the write lock.
 #[derive(Debug)]
 pub struct IndexWriter {
@@ -118,12 +129,8 @@ impl IndexWriter {
         let slice = StoredSlice::from(slice);
         let grace = self.departure_grace;
         let state = self.services.entry(owner.clone()).or_default();
-        let old = state.slices.insert(slice);
-        if let Some(old) = old
-            && !grace.is_zero()
-        {
-            let departed = departed_from(&old, &state.slices, Instant::now() + grace);
-            state.departing.extend(departed);
+        if let Some(old) = state.slices.insert(slice) {
+            state.keep_departing(&old, grace);
         }
         self.slice_owner.insert(slice_id, owner.clone());
         self.rebuild(&owner);
@@ -234,10 +241,8 @@ impl IndexWriter {
         let grace = self.departure_grace;
         if let Some(state) = self.services.get_mut(owner)
             && let Some(old) = state.slices.remove(slice_name)
-            && !grace.is_zero()
         {
-            let departed = departed_from(&old, &state.slices, Instant::now() + grace);
-            state.departing.extend(departed);
+            state.keep_departing(&old, grace);
         }
     }
 
