@@ -393,3 +393,17 @@ fn is_uncompressed(queries: &Queries) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::udp_limit;
+
+    #[test]
+    fn udp_limit_follows_the_client_within_512_and_our_cap() {
+        assert_eq!(udp_limit(None, 1232), 512, "no OPT: RFC 1035's 512");
+        assert_eq!(udp_limit(Some(100), 1232), 512, "below 512 counts as 512");
+        assert_eq!(udp_limit(Some(900), 1232), 900);
+        assert_eq!(udp_limit(Some(4096), 1232), 1232, "capped by our offer");
+        assert_eq!(udp_limit(Some(4096), 100), 512, "a cap below 512 cannot panic");
+    }
+}
