@@ -404,6 +404,10 @@ mod tests {
         assert_eq!(udp_limit(Some(100), 1232), 512, "below 512 counts as 512");
         assert_eq!(udp_limit(Some(900), 1232), 900);
         assert_eq!(udp_limit(Some(4096), 1232), 1232, "capped by our offer");
-        assert_eq!(udp_limit(Some(4096), 100), 512, "a cap below 512 cannot panic");
+        assert_eq!(
+            udp_limit(Some(4096), 100),
+            512,
+            "a cap below 512 cannot panic"
+        );
     }
 }
