@@ -1,38 +1,53 @@
-//! The replay cache: answers the general path already encoded, replayed from a worker-local
-//! cache with the request's ID, flags and question patched in. It serves what the direct path
-//! (`direct/`) does not take: PTR, ClusterIP and ExternalName Services, the apex.
+//! The answer cache: responses already encoded, by the direct path (`direct/`) or the general
+//! path, replayed from a worker-local cache with the request's ID, flags and question patched
+//! in. It is asked first: a hit costs a hash, a compare and a copy.
 //!
 //! ```text
 //!  datagram -> plain query?  -- no --> general path (message.rs)
-//!           -> index synced, cache at the index's serial (else cleared)?
-//!           -> hit: copy bytes, patch ID / RD / CD / question  --> send
-//!           -> miss: general path --> store under the serial read *before* it ran --> send
+//!           -> cached and still valid? -- yes --> copy bytes, patch ID / RD / CD / question
+//!           -> direct path, else general path --> store with what it depends on --> send
 //! ```
 //!
-//! Why replaying is exact: the general path's response depends on the question only through its
-//! lowercased name, type, class and the client's UDP size, plus the RD and CD bits it copies,
-//! and the echoed question itself. Answer owners are written lowercase and point into the
-//! question by comparing it in lowercase (message.rs's `EchoedQuestion`), so where the pointers
-//! go does not depend on the client's case; what they point at is the question, which a replay
+//! Why replaying is exact: the response depends on the question only through its lowercased
+//! name, type, class and the client's UDP size, plus the RD and CD bits it copies, and the
+//! echoed question itself. Answer owners are written lowercase and point into the question by
+//! comparing it in lowercase (message.rs's `EchoedQuestion`, wire.rs), so where the pointers go
+//! does not depend on the client's case; what they point at is the question, which a replay
 //! patches. The key holds all of those but the bits, which are patched too.
 //!
+//! Why a replay is never stale: each entry keeps what its response was computed from
+//! ([`Validity`]), checked on every hit. A positive answer of the direct path reads one
+//! Service's records and nothing else, so it stays valid until the writer retires those
+//! records (after publishing their replacement); every other answer (the general path's,
+//! negative answers, whose SOA carries the serial) stays valid while the index's serial is the
+//! one read *before* it was computed.
+//!
 //! Invariants:
-//! - a cached response is served only while the index's serial equals the serial read before
-//!   it was computed, so no change to the index can leave a stale answer (the writer bumps the
-//!   serial after publishing);
 //! - only plain queries take this path: one question, no answer or authority records, at most
 //!   an OPT record without options, version 0; anything else goes to the general path;
-//! - the cache is owned by one receive loop: no lock, no sharing; it is bounded.
+//! - the cache is owned by one receive loop: no lock, no sharing; it is bounded, and the direct
+//!   path's answers are admitted only for a question seen recently (a 256 Ki-bit doorkeeper), so
+//!   a stream of names asked once each (a large cluster, random names) does not churn it;
+//! - keys are hashed with foldhash, seeded per process: they come from clients, but the map is
+//!   small and starts over when full.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Weak};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use crate::index::ServiceRecords;
 use crate::metrics::QueryOutcome;
 
 /// Entries kept per receive loop before the cache starts over.
 pub const DEFAULT_CAPACITY: usize = 8192;
+/// Bits of the doorkeeper (a question hashes to one of them): 32 KiB.
+const SEEN_BITS: usize = 1 << 18;
+/// Questions marked in the doorkeeper before it starts over: a sixteenth of its bits, so a
+/// first offer passes through a collision at most once in sixteen.
+const SEEN_RESET: usize = SEEN_BITS / 16;
 
 const HEADER_LEN: usize = 12;
 /// Request header bits the response copies: RD (byte 2) and CD (byte 3).
@@ -125,65 +140,119 @@ fn key_of<'b>(plain: &Plain<'_>, buffer: &'b mut [u8; MAX_KEY]) -> &'b [u8] {
     &buffer[..end]
 }
 
+/// What a cached response was computed from, checked before it is replayed.
+#[derive(Clone, Debug)]
+pub enum Validity {
+    /// Valid while the index's serial is this one (read before the response was computed).
+    Serial(u32),
+    /// Valid while these Service records are not retired (they are all the response read).
+    Records(Weak<ServiceRecords>),
+}
+
+impl Validity {
+    /// Valid while `records` are published.
+    pub fn records(records: &Arc<ServiceRecords>) -> Self {
+        Self::Records(Arc::downgrade(records))
+    }
+
+    fn holds(&self, serial: u32) -> bool {
+        match self {
+            Self::Serial(computed_at) => *computed_at == serial,
+            Self::Records(records) => records.upgrade().is_some_and(|r| !r.is_retired()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    response: Box<[u8]>,
+    validity: Validity,
+}
+
+type KeyHasher = foldhash::fast::RandomState;
+
 /// One receive loop's cache of encoded responses.
 #[derive(Debug)]
 pub struct AnswerCache {
-    entries: HashMap<Box<[u8]>, Box<[u8]>>,
-    serial: u32,
+    entries: HashMap<Box<[u8]>, Entry, KeyHasher>,
     capacity: usize,
+    seen: Doorkeeper,
+    hits: u64,
 }
 
 impl AnswerCache {
     /// An empty cache holding at most `capacity` responses.
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::with_capacity(capacity.min(1024)),
-            serial: 0,
+            entries: HashMap::with_capacity_and_hasher(capacity.min(1024), KeyHasher::default()),
             capacity,
+            seen: Doorkeeper::default(),
+            hits: 0,
         }
     }
 
-    /// Aligns the cache with the index's `serial` (clearing it when the index changed) and
-    /// returns the serial to store misses under. Call before running the general path.
-    pub fn sync(&mut self, serial: u32) -> u32 {
-        if self.serial != serial {
-            self.entries.clear();
-            self.serial = serial;
-        }
-        serial
-    }
-
-    /// Writes the cached response to `request` into `out`, patched; false on a miss or for a
-    /// request the fast path does not take.
-    pub fn answer(&self, request: &[u8], out: &mut Vec<u8>) -> bool {
+    /// Writes the cached response to `request` into `out`, patched, when there is one and it
+    /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
+    pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
         let Some(plain) = plain(request) else {
             return false;
         };
-        let mut key = [0u8; MAX_KEY];
-        let Some(cached) = self.entries.get(key_of(&plain, &mut key)) else {
+        let mut buffer = [0u8; MAX_KEY];
+        let key = key_of(&plain, &mut buffer);
+        let Some(entry) = self.entries.get(key) else {
             return false;
         };
+        if !entry.validity.holds(serial) {
+            self.entries.remove(key);
+            return false;
+        }
         out.clear();
-        out.extend_from_slice(cached);
+        out.extend_from_slice(&entry.response);
         patch(out, request, plain.question.len());
+        self.hits += 1;
         true
     }
 
-    /// Keeps `response` (the general path's answer to `request`, computed after
-    /// [`Self::sync`] returned `serial`) if the request is a plain query.
-    pub fn store(&mut self, request: &[u8], response: &[u8], serial: u32) {
-        if serial != self.serial || response.len() < HEADER_LEN {
+    /// Responses replayed so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Keeps `response` to `request` (a plain query) with what it was computed from.
+    pub fn store(&mut self, request: &[u8], response: &[u8], validity: Validity) {
+        self.insert(request, response, validity, false);
+    }
+
+    /// [`Self::store`], but only for a question offered before since the doorkeeper last
+    /// started over: for answers cheap to compute again, whose names may never come back.
+    pub fn store_if_seen(&mut self, request: &[u8], response: &[u8], validity: Validity) {
+        self.insert(request, response, validity, true);
+    }
+
+    fn insert(&mut self, request: &[u8], response: &[u8], validity: Validity, admit: bool) {
+        if response.len() < HEADER_LEN {
             return;
         }
         let Some(plain) = plain(request) else {
             return;
         };
+        let mut buffer = [0u8; MAX_KEY];
+        let key = key_of(&plain, &mut buffer);
+        if admit
+            && !self
+                .seen
+                .check_and_mark(self.entries.hasher().hash_one(key))
+        {
+            return;
+        }
         if self.entries.len() >= self.capacity {
             self.entries.clear();
         }
-        let mut key = [0u8; MAX_KEY];
-        self.entries
-            .insert(key_of(&plain, &mut key).into(), response.into());
+        let entry = Entry {
+            response: response.into(),
+            validity,
+        };
+        self.entries.insert(key.into(), entry);
     }
 
     /// Number of cached responses.
@@ -194,6 +263,41 @@ impl AnswerCache {
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// Remembers, roughly, which questions were offered lately: one bit per hash, all cleared
+/// after [`SEEN_RESET`] new marks.
+#[derive(Debug)]
+struct Doorkeeper {
+    bits: Box<[u64]>,
+    marks: usize,
+}
+
+impl Default for Doorkeeper {
+    fn default() -> Self {
+        Self {
+            bits: vec![0; SEEN_BITS / 64].into_boxed_slice(),
+            marks: 0,
+        }
+    }
+}
+
+impl Doorkeeper {
+    /// Whether `hash`'s bit was set; sets it.
+    fn check_and_mark(&mut self, hash: u64) -> bool {
+        let bit = (hash % SEEN_BITS as u64) as usize;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if self.bits[word] & mask != 0 {
+            return true;
+        }
+        if self.marks >= SEEN_RESET {
+            self.bits.fill(0);
+            self.marks = 0;
+        }
+        self.bits[word] |= mask;
+        self.marks += 1;
+        false
     }
 }
 
@@ -229,6 +333,9 @@ fn patch(response: &mut [u8], request: &[u8], question_len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SrvTargetStyle;
+    use crate::index::{Index, IndexWriter};
+    use crate::model::{AddressFamily, Endpoint, EndpointSlice, Service, ServiceKey, ServiceKind};
 
     fn query(name: &[u8], opt: Option<&[u8]>) -> Vec<u8> {
         let mut message = vec![
@@ -294,16 +401,15 @@ mod tests {
             key_of(&plain(&mixed).unwrap(), &mut b)
         );
         let mut cache = AnswerCache::new(4);
-        let serial = cache.sync(7);
         let mut response = lower.clone();
         response[2] = 0x84; // QR AA, RD clear
         response.extend_from_slice(b"answers");
-        cache.store(&lower, &response, serial);
+        cache.store(&lower, &response, Validity::Serial(7));
         let mut out = Vec::new();
         let mut asked = mixed.clone();
         asked[0] = 0x11;
         asked[3] |= CD;
-        assert!(cache.answer(&asked, &mut out));
+        assert!(cache.answer(&asked, &mut out, 7));
         assert_eq!(&out[..2], &[0x11, 0xcd]);
         assert_eq!(out[2], 0x85, "RD copied from the request");
         assert_eq!(out[3] & CD, CD);
@@ -312,26 +418,96 @@ mod tests {
     }
 
     #[test]
-    fn a_new_serial_empties_the_cache_and_stale_stores_are_refused() {
+    fn an_answer_stored_under_a_serial_ends_when_the_serial_moves() {
         let request = query(NAME, None);
         let mut cache = AnswerCache::new(4);
-        let old = cache.sync(1);
-        cache.store(&request, &request, old);
-        assert_eq!(cache.len(), 1);
-        cache.sync(2);
-        assert!(cache.is_empty());
-        cache.store(&request, &request, old);
-        assert!(cache.is_empty(), "computed before the change: not kept");
+        cache.store(&request, &request, Validity::Serial(1));
         let mut out = Vec::new();
-        assert!(!cache.answer(&request, &mut out));
+        assert!(cache.answer(&request, &mut out, 1));
+        assert!(!cache.answer(&request, &mut out, 2));
+        assert!(cache.is_empty(), "the stale entry is dropped");
+    }
+
+    fn published(writer: &mut IndexWriter, index: &Index, ip: &str) -> Arc<ServiceRecords> {
+        let key = ServiceKey::new("default", "kubia");
+        writer.apply_service(Service {
+            key: key.clone(),
+            kind: ServiceKind::Headless,
+            ports: vec![],
+        });
+        writer.apply_slice(EndpointSlice {
+            name: "kubia-1".into(),
+            service: key,
+            family: AddressFamily::Ipv4,
+            ports: vec![],
+            endpoints: vec![Endpoint {
+                addresses: vec![ip.parse().unwrap()],
+                ready: true,
+                hostname: None,
+                pod_name: None,
+            }],
+        });
+        index.service("default", "kubia").unwrap()
+    }
+
+    #[test]
+    fn an_answer_stored_with_its_records_ends_when_they_are_replaced() {
+        let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
+        let old = published(&mut writer, &index, "10.0.0.1");
+        let request = query(NAME, None);
+        let mut cache = AnswerCache::new(4);
+        cache.store(&request, &request, Validity::records(&old));
+        let mut out = Vec::new();
+        let serial = index.serial();
+        assert!(cache.answer(&request, &mut out, serial));
+        assert!(
+            cache.answer(&request, &mut out, serial + 1),
+            "other changes to the index leave it valid"
+        );
+        // `old` stays alive, as in a reader still answering from it: only the retired mark
+        // tells the cache.
+        let new = published(&mut writer, &index, "10.0.0.2");
+        assert!(old.is_retired() && !new.is_retired());
+        assert!(!cache.answer(&request, &mut out, index.serial()));
+        assert!(cache.is_empty());
+        cache.store(&request, &request, Validity::records(&new));
+        drop(new);
+        writer.delete_service(&ServiceKey::new("default", "kubia"));
+        assert!(
+            !cache.answer(&request, &mut out, index.serial()),
+            "records gone with their Service"
+        );
+    }
+
+    #[test]
+    fn answers_cheap_to_compute_are_kept_only_for_questions_seen_before() {
+        let request = query(NAME, None);
+        let mut cache = AnswerCache::new(4);
+        cache.store_if_seen(&request, &request, Validity::Serial(1));
+        assert!(cache.is_empty(), "first offer: only marked");
+        cache.store_if_seen(&request, &request, Validity::Serial(1));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_doorkeeper_forgets_after_its_reset_count() {
+        let mut seen = Doorkeeper::default();
+        assert!(!seen.check_and_mark(7));
+        assert!(seen.check_and_mark(7));
+        assert!(seen.check_and_mark(7 + SEEN_BITS as u64), "same bit");
+        for other in 0..SEEN_RESET as u64 - 1 {
+            assert!(!seen.check_and_mark(1000 + other));
+        }
+        assert!(seen.check_and_mark(7), "still within the window");
+        assert!(!seen.check_and_mark(999), "this mark starts over");
+        assert!(!seen.check_and_mark(7), "forgotten");
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let mut cache = AnswerCache::new(2);
-        let serial = cache.sync(1);
         for label in [b"\x01a\x00", b"\x01b\x00", b"\x01c\x00"] {
-            cache.store(&query(label, None), &[0; 12], serial);
+            cache.store(&query(label, None), &[0; 12], Validity::Serial(1));
         }
         assert!(cache.len() <= 2);
     }

@@ -24,15 +24,16 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hickory_proto::op::ResponseCode;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::answer::Authority;
 use super::direct::Direct;
-use super::fast::{AnswerCache, DEFAULT_CAPACITY};
+use super::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
-use crate::sys::batch::{BATCH, Batch, send_all};
+use crate::sys::batch::{BATCH, Batch, Sender};
 
 /// How long an idle worker waits for a datagram before checking for shutdown.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
@@ -64,6 +65,7 @@ pub fn serve_udp(
         debug!(%error, "cannot set the udp read timeout");
     }
     let mut batch = Batch::default();
+    let mut sender = Sender::default();
     let mut fast = FastPath::new(responder.authority());
     // One reply buffer per datagram of a batch, reused: a steady stream allocates nothing.
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
@@ -105,11 +107,11 @@ pub fn serve_udp(
             *address = peer;
             used += 1;
         }
-        send_all(&socket, &replies[..used]);
+        sender.send_all(&socket, &replies[..used]);
     }
 }
 
-/// One receive loop's fast paths: the direct answerer and the replay cache.
+/// One receive loop's fast paths: the answer cache and the direct answerer.
 #[derive(Debug)]
 pub struct FastPath {
     direct: Direct,
@@ -123,6 +125,11 @@ impl FastPath {
             direct: Direct::new(authority),
             cache: AnswerCache::new(DEFAULT_CAPACITY),
         }
+    }
+
+    /// Responses replayed from the answer cache so far.
+    pub fn replayed(&self) -> u64 {
+        self.cache.hits()
     }
 }
 
@@ -152,24 +159,35 @@ fn answer_into(
         return general(responder, request, peer, reply);
     }
     let started = Instant::now();
-    if let Some(outcome) = fast
+    // Read before anything is computed: an answer stored under it is never newer than it.
+    let serial = index.serial();
+    if fast.cache.answer(request, reply, serial) {
+        responder.record_replayed(reply, started.elapsed());
+        return true;
+    }
+    if let Some(written) = fast
         .direct
         .answer(index, responder.max_udp_payload(), request, reply)
     {
+        let outcome = written.outcome;
         responder
             .metrics()
             .record(Transport::Udp, outcome, started.elapsed());
-        return true;
-    }
-    let serial = fast.cache.sync(index.serial());
-    if fast.cache.answer(request, reply) {
-        responder.record_replayed(reply, started.elapsed());
+        // NXDOMAIN is not kept: those names are often asked once (random or mistyped ones)
+        // and cheap to answer again.
+        if outcome.rcode != Some(ResponseCode::NXDomain) {
+            let validity = match written.records {
+                Some(records) if !outcome.nodata => Validity::records(&records),
+                _ => Validity::Serial(serial),
+            };
+            fast.cache.store_if_seen(request, reply, validity);
+        }
         return true;
     }
     if !general(responder, request, peer, reply) {
         return false;
     }
-    fast.cache.store(request, reply, serial);
+    fast.cache.store(request, reply, Validity::Serial(serial));
     true
 }
 

@@ -20,6 +20,7 @@
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
 mod departures;
+mod key;
 mod ptr;
 mod records;
 mod stored;
@@ -31,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
+use key::{MAX_KEY_LEN, MapKey, key_bytes};
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
@@ -39,9 +41,6 @@ pub use records::{
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
-
-/// Longest `svc.ns` key: two labels of at most 63 bytes and a dot.
-const MAX_KEY_LEN: usize = 63 + 1 + 63;
 
 /// The name an address's PTR record points at: `<label>.<svc>.<ns>.svc.<zone>.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,10 +51,15 @@ pub struct PtrTarget {
     pub service: Arc<ServiceKey>,
 }
 
+/// The hash of the name maps: foldhash, seeded per process. Their keys come from the
+/// Kubernetes API (or the cluster file), not from DNS clients, and a lookup hashes on every
+/// query, where SipHash cost several percent of the CPU.
+type NameHasher = foldhash::fast::RandomState;
+
 #[derive(Debug)]
 struct Shared {
-    services: DashMap<Box<str>, Arc<ServiceRecords>>,
-    namespaces: DashMap<Box<str>, usize>,
+    services: DashMap<MapKey, Arc<ServiceRecords>, NameHasher>,
+    namespaces: DashMap<Box<str>, usize, NameHasher>,
     /// Every Service's claims on each address; the best one is answered (R7).
     ptr: PtrMap,
     serial: AtomicU32,
@@ -80,8 +84,8 @@ impl Index {
         srv_target: crate::config::SrvTargetStyle,
     ) -> (Index, IndexWriter) {
         let shared = Arc::new(Shared {
-            services: DashMap::new(),
-            namespaces: DashMap::new(),
+            services: DashMap::with_hasher(NameHasher::default()),
+            namespaces: DashMap::with_hasher(NameHasher::default()),
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
             synced: AtomicBool::new(false),
@@ -97,7 +101,7 @@ impl Index {
     /// The records of Service `name` in `namespace` (both lowercase), if it exists.
     pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<ServiceRecords>> {
         let mut buffer = [0u8; MAX_KEY_LEN];
-        let key = service_key_on_stack(&mut buffer, namespace, name)?;
+        let key = key_bytes(&mut buffer, namespace, name)?;
         self.shared
             .services
             .get(key)
@@ -143,45 +147,5 @@ impl Index {
     /// Number of names answerable below Services: Service names and endpoint labels.
     pub fn name_count(&self) -> usize {
         self.shared.names.load(Ordering::Relaxed)
-    }
-}
-
-/// The map key of a Service: `"<name>.<namespace>"`, owned.
-fn service_key(key: &ServiceKey) -> Box<str> {
-    format!("{}.{}", key.name, key.namespace).into()
-}
-
-/// Writes `"<name>.<namespace>"` into `buffer`; `None` if it cannot be a valid key.
-fn service_key_on_stack<'b>(
-    buffer: &'b mut [u8; MAX_KEY_LEN],
-    namespace: &str,
-    name: &str,
-) -> Option<&'b str> {
-    let length = name.len() + 1 + namespace.len();
-    if name.len() > 63 || namespace.len() > 63 {
-        return None;
-    }
-    buffer[..name.len()].copy_from_slice(name.as_bytes());
-    buffer[name.len()] = b'.';
-    buffer[name.len() + 1..length].copy_from_slice(namespace.as_bytes());
-    std::str::from_utf8(&buffer[..length]).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stack_key_matches_owned_key() {
-        let mut buffer = [0u8; MAX_KEY_LEN];
-        let key = ServiceKey::new("default", "kubia");
-        assert_eq!(
-            service_key_on_stack(&mut buffer, "default", "kubia"),
-            Some(&*service_key(&key))
-        );
-        let long = "a".repeat(64);
-        assert_eq!(service_key_on_stack(&mut buffer, &long, "x"), None);
-        let max = "b".repeat(63);
-        assert!(service_key_on_stack(&mut buffer, &max, &max).is_some());
     }
 }

@@ -10,11 +10,18 @@
 //! - `hostnames` holds the index of every endpoint with a hostname, once, sorted by (hostname,
 //!   index); `pod_names` holds (pod name, index) for each endpoint whose pod name differs from
 //!   its hostname, sorted; together they name each endpoint by each of its labels;
-//! - the value is immutable once built: the writer publishes it whole behind an `Arc`.
+//! - `srv_order` holds the index of every endpoint, once, sorted by (SRV label, index), and
+//!   `srv_targets_alone` is true only when each SRV label names its own endpoint and no other
+//!   (so an SRV answer needs no label lookup: see [`ServiceRecords::srv_target_alone`]);
+//! - the value is immutable once built: the writer publishes it whole behind an `Arc`; the one
+//!   exception is the retired mark, which the writer sets (once, never cleared) after it has
+//!   published the value replacing this one or removed it, so caches of answers computed from
+//!   it can tell they are stale.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
@@ -64,9 +71,37 @@ pub struct ServiceRecords {
     /// hostname, sorted (StatefulSet pods have none here). Dashed IPs are not stored either:
     /// they are parsed back into an address and found by binary search.
     pub pod_names: Box<[(Arc<str>, u32)]>,
+    /// Indexes into `endpoints` sorted by (SRV label, index): the order SRV answers list
+    /// targets in, computed once here instead of sorted per query.
+    pub srv_order: Box<[u32]>,
+    /// Whether every SRV label is carried by one endpoint only and names that endpoint alone
+    /// (no other endpoint has it as hostname, pod name or dashed address). The common case;
+    /// when false, SRV answers look each target's addresses up by label.
+    srv_targets_alone: bool,
     /// Endpoints that are not ready (and not also ready in another slice), for explanations.
     pub not_ready: Vec<NotReadyEndpoint>,
+    /// Set when the writer stops publishing this value.
+    retired: RetiredMark,
 }
+
+/// Whether the writer has replaced or removed a published [`ServiceRecords`]. It is not part of
+/// the value: a clone starts unretired, and two records that differ only here are equal.
+#[derive(Debug, Default)]
+struct RetiredMark(AtomicBool);
+
+impl Clone for RetiredMark {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for RetiredMark {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RetiredMark {}
 
 impl ServiceRecords {
     /// Compiles a Service and its slices (in any order) into its answers.
@@ -127,16 +162,53 @@ impl ServiceRecords {
             (hostname_of(&endpoints, *a), a).cmp(&(hostname_of(&endpoints, *b), b))
         });
         pod_names.sort_unstable();
+        let mut srv_order: Vec<u32> = (0..endpoints.len() as u32).collect();
+        srv_order.sort_by(|a, b| {
+            let label = |p: &u32| &*endpoints[*p as usize].srv_label;
+            label(a).cmp(label(b))
+        });
         let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
         not_ready.retain(|ip, _| !is_ready(ip));
-        Self {
+        let mut records = Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
             endpoints,
             hostnames: hostnames.into_boxed_slice(),
             pod_names: pod_names.into_boxed_slice(),
+            srv_order: srv_order.into_boxed_slice(),
+            srv_targets_alone: false,
             not_ready: not_ready.into_values().collect(),
-        }
+            retired: RetiredMark::default(),
+        };
+        records.srv_targets_alone = records.srv_labels_name_themselves();
+        records
+    }
+
+    /// Marks these records as no longer published: the writer calls it after publishing their
+    /// replacement (or removing the Service), before it moves the serial.
+    pub(crate) fn retire(&self) {
+        self.retired.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the writer has replaced or removed these records: an answer computed from them
+    /// may be stale.
+    pub fn is_retired(&self) -> bool {
+        self.retired.0.load(Ordering::Acquire)
+    }
+
+    /// Whether each endpoint's SRV label names that endpoint and no other, so an SRV target's
+    /// addresses are its own endpoint's and need no lookup by label.
+    pub fn srv_targets_alone(&self) -> bool {
+        self.srv_targets_alone
+    }
+
+    /// Whether each endpoint's SRV label finds exactly that endpoint (then no two endpoints
+    /// share a label either). Run once per build.
+    fn srv_labels_name_themselves(&self) -> bool {
+        self.endpoints.iter().all(|endpoint| {
+            let mut named = self.endpoints_labelled(&endpoint.srv_label);
+            named.next().is_some_and(|e| std::ptr::eq(e, endpoint)) && named.next().is_none()
+        })
     }
 
     /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP.

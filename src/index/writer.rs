@@ -14,7 +14,9 @@
 //! - a Service is published exactly when its Service object is known; slices that arrive first
 //!   wait in its state;
 //! - `namespaces` counts published Services per namespace;
-//! - the serial is bumped once per rebuild whose published value differs from the last.
+//! - the serial is bumped once per rebuild whose published value differs from the last;
+//! - a published value is retired ([`ServiceRecords::is_retired`]) once its replacement is in
+//!   the map (or the Service is gone from it), before the serial moves.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,7 +29,7 @@ use super::departures::{Departed, departed_from, prune};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
 use super::stored::{Slices, StoredService, StoredSlice};
-use super::{Shared, service_key};
+use super::{MapKey, Shared};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
@@ -286,8 +288,11 @@ impl IndexWriter {
             let claims = |r: Option<&ServiceRecords>| r.map(|r| claims_of(&shared_key, r));
             let old_claims = claims(state.published.as_deref()).unwrap_or_default();
             let new_claims = claims(records.as_deref()).unwrap_or_default();
-            state.published = records.clone();
+            let replaced = std::mem::replace(&mut state.published, records.clone());
             self.publish_service(key, records, was_published);
+            if let Some(replaced) = replaced {
+                replaced.retire();
+            }
             self.update_claims(&old_claims, &new_claims);
             self.shared.serial.fetch_add(1, Ordering::AcqRel);
         }
@@ -306,7 +311,7 @@ impl IndexWriter {
         records: Option<Arc<ServiceRecords>>,
         was_published: bool,
     ) {
-        let map_key = service_key(key);
+        let map_key = MapKey::of(key);
         let namespace: &str = &key.namespace;
         match records {
             Some(records) => {
@@ -316,7 +321,7 @@ impl IndexWriter {
                 }
             }
             None => {
-                self.shared.services.remove(&map_key);
+                self.shared.services.remove(map_key.as_bytes());
                 if was_published {
                     self.shared.namespaces.remove_if_mut(namespace, |_, count| {
                         *count = count.saturating_sub(1);

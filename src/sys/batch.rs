@@ -2,12 +2,14 @@
 //!
 //! A [`Batch`] owns fixed buffers for up to [`BATCH`] datagrams. [`Batch::receive`] fills them
 //! with one system call (blocking for the first datagram up to the socket's read timeout, then
-//! taking whatever else is queued); [`send_all`] sends a list of replies with as few calls as
-//! the kernel allows.
+//! taking whatever else is queued); [`Sender::send_all`] sends a list of replies with as few
+//! calls as the kernel allows. Both keep their buffers between calls: nothing is allocated per
+//! batch.
 //!
 //! Safety argument, for every `unsafe` block here: the `mmsghdr`, `iovec` and address arrays
-//! all live in the `Batch` (or in the caller's slices borrowed for the call), are sized for
-//! exactly `BATCH` entries, and every pointer handed to the kernel points into them and stays
+//! all live in the `Batch` or the `Sender` (whose vectors are filled completely before any
+//! pointer into them is taken), or in the caller's slices borrowed for the call, hold at most
+//! `BATCH` entries, and every pointer handed to the kernel points into them and stays
 //! valid for the duration of the call; the kernel writes at most `iov_len` bytes into each
 //! buffer and at most `msg_namelen` bytes into each address, and reports the lengths it wrote,
 //! which are checked before use.
@@ -139,62 +141,82 @@ fn socket_address(storage: &libc::sockaddr_storage, length: libc::socklen_t) -> 
     }
 }
 
-/// Sends every `(reply, destination)`, batching system calls; returns how many were sent.
-/// A reply the kernel refuses (say, an unreachable destination) is skipped, not retried.
-pub fn send_all(socket: &impl AsRawFd, replies: &[(Vec<u8>, SocketAddr)]) -> usize {
-    let mut sent = 0;
-    while sent < replies.len() {
-        match send_some(socket, &replies[sent..]) {
-            Ok(0) => sent += 1,
-            Ok(count) => sent += count,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => sent += 1, // skip the reply that failed
-        }
-    }
-    sent
+/// Send headers for up to [`BATCH`] replies, kept between calls so a steady stream of
+/// batches allocates nothing.
+#[derive(Default)]
+pub struct Sender {
+    addresses: Vec<SockAddr>,
+    iovecs: Vec<libc::iovec>,
+    headers: Vec<libc::mmsghdr>,
 }
 
-fn send_some(socket: &impl AsRawFd, replies: &[(Vec<u8>, SocketAddr)]) -> io::Result<usize> {
-    let count = replies.len().min(BATCH);
-    let addresses: Vec<SockAddr> = replies[..count]
-        .iter()
-        .map(|(_, to)| SockAddr::from(*to))
-        .collect();
-    let mut iovecs: Vec<libc::iovec> = replies[..count]
-        .iter()
-        .map(|(reply, _)| libc::iovec {
-            iov_base: reply.as_ptr().cast_mut().cast(),
-            iov_len: reply.len(),
-        })
-        .collect();
-    let mut headers: Vec<libc::mmsghdr> = (0..count)
-        .map(|i| {
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+impl Sender {
+    /// Sends every `(reply, destination)`, batching system calls; returns how many were sent.
+    /// A reply the kernel refuses (say, an unreachable destination) is skipped, not retried.
+    pub fn send_all(&mut self, socket: &impl AsRawFd, replies: &[(Vec<u8>, SocketAddr)]) -> usize {
+        let mut sent = 0;
+        while sent < replies.len() {
+            match self.send_some(socket, &replies[sent..]) {
+                Ok(0) => sent += 1,
+                Ok(count) => sent += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => sent += 1, // skip the reply that failed
+            }
+        }
+        sent
+    }
+
+    fn send_some(
+        &mut self,
+        socket: &impl AsRawFd,
+        replies: &[(Vec<u8>, SocketAddr)],
+    ) -> io::Result<usize> {
+        let count = replies.len().min(BATCH);
+        let replies = &replies[..count];
+        self.addresses.clear();
+        self.addresses
+            .extend(replies.iter().map(|(_, to)| SockAddr::from(*to)));
+        self.iovecs.clear();
+        self.iovecs
+            .extend(replies.iter().map(|(reply, _)| libc::iovec {
+                iov_base: reply.as_ptr().cast_mut().cast(),
+                iov_len: reply.len(),
+            }));
+        self.headers.clear();
+        for (address, iovec) in self.addresses.iter().zip(self.iovecs.iter_mut()) {
             // SAFETY: an all-zero msghdr is valid; the fields the kernel reads are set below.
             let mut header: libc::msghdr = unsafe { zeroed() };
-            header.msg_name = addresses[i].as_ptr().cast_mut().cast();
-            header.msg_namelen = addresses[i].len();
-            header.msg_iov = &raw mut iovecs[i];
+            header.msg_name = address.as_ptr().cast_mut().cast();
+            header.msg_namelen = address.len();
+            header.msg_iov = iovec;
             header.msg_iovlen = 1;
-            libc::mmsghdr {
+            self.headers.push(libc::mmsghdr {
                 msg_hdr: header,
                 msg_len: 0,
-            }
-        })
-        .collect();
-    // SAFETY: the headers point into `addresses`, `iovecs` and the callers' reply buffers, all
-    // alive until this call returns; the kernel only reads them.
-    let result = unsafe {
-        libc::sendmmsg(
-            socket.as_raw_fd(),
-            headers.as_mut_ptr(),
-            count as libc::c_uint,
-            0,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
+            });
+        }
+        // SAFETY: the headers point into `self.addresses`, `self.iovecs` and the caller's
+        // reply buffers, none of which is touched until this call returns; the kernel only
+        // reads them. `count` is the number of headers.
+        let result = unsafe {
+            libc::sendmmsg(
+                socket.as_raw_fd(),
+                self.headers.as_mut_ptr(),
+                count as libc::c_uint,
+                0,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(result as usize)
     }
-    Ok(result as usize)
 }
 
 #[cfg(test)]
@@ -231,7 +253,7 @@ mod tests {
             .iter()
             .map(|(bytes, from)| (bytes.iter().map(|b| b + 100).collect(), *from))
             .collect();
-        assert_eq!(send_all(&server, &replies), replies.len());
+        assert_eq!(Sender::default().send_all(&server, &replies), replies.len());
         for (i, client) in clients.iter().enumerate() {
             client
                 .set_read_timeout(Some(Duration::from_secs(2)))

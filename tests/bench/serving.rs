@@ -19,7 +19,7 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use peerdns::config::{Config, SrvTargetStyle};
 use peerdns::dns::direct::Direct;
-use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY};
+use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::Index;
 use peerdns::metrics::Metrics;
@@ -217,16 +217,15 @@ fn main() {
             std::hint::black_box(responder.respond(request, SOURCE, Transport::Udp));
         });
         let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
-        let serial = cache.sync(index.serial());
+        let serial = index.serial();
         let first = responder
             .respond(&requests[0], SOURCE, Transport::Udp)
             .unwrap();
-        cache.store(&requests[0], &first, serial);
+        cache.store(&requests[0], &first, Validity::Serial(serial));
         let mut out = Vec::with_capacity(512);
         let fast = per_query(rounds, |i| {
             let request = &requests[i as usize % requests.len()];
-            cache.sync(index.serial());
-            assert!(cache.answer(request, &mut out));
+            assert!(cache.answer(request, &mut out, index.serial()));
             std::hint::black_box(&out);
         });
         let mut direct = Direct::new(responder.authority());

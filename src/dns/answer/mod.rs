@@ -24,7 +24,7 @@ use super::name::{ForwardName, Parsed, parse};
 use crate::index::{Index, ServiceRecords};
 use crate::model::{Protocol, ServiceKind};
 use srv::has_protocol;
-pub(crate) use srv::{PortFilter, srv_entries};
+pub(crate) use srv::{PortFilter, SrvEntry, srv_entries};
 pub(crate) use zone::{HOSTMASTER_LABEL, NAMESERVER_LABELS, SOA_TIMERS};
 
 /// Longest ExternalName chain followed inside the answer.

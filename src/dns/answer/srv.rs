@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::SRV;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Authority, name_in_zone};
-use crate::index::{ServiceRecords, srv_weight};
+use crate::index::{ReadyEndpoint, ServiceRecords, srv_weight};
 use crate::model::{Port, Protocol, ServiceKind};
 
 impl Authority {
@@ -31,59 +31,139 @@ impl Authority {
         let weight = srv_weight(entries.len());
         let mut answers = Vec::with_capacity(entries.len());
         let mut additional = Vec::new();
-        let mut previous_label: Option<Option<&str>> = None;
-        for (label, port) in &entries {
-            let target = match label {
-                Some(label) => service_name.prepend_label(*label).ok(),
+        let mut previous: Option<&SrvEntry<'_>> = None;
+        for entry in &entries {
+            let target = match entry.label {
+                Some(label) => service_name.prepend_label(label).ok(),
                 None => Some(service_name.clone()),
             };
             let Some(target) = target else { continue };
             // Entries are sorted, so one target's records are adjacent: glue each target once.
-            if previous_label != Some(*label) {
-                previous_label = Some(*label);
-                let ips: Vec<&IpAddr> = match (label, &records.kind) {
-                    (Some(label), _) => records.endpoints_labelled(label).map(|e| &e.ip).collect(),
+            if !previous.is_some_and(|p| p.same_target(entry)) {
+                previous = Some(entry);
+                let ips: Vec<&IpAddr> = match (entry.label, &records.kind) {
+                    (Some(_), _) => entry.target_endpoints(records).map(|e| &e.ip).collect(),
                     (None, ServiceKind::ClusterIp(ips)) => ips.iter().collect(),
                     (None, _) => Vec::new(),
                 };
                 additional.extend(self.address_records(&target, ips.into_iter(), RecordType::ANY));
             }
-            let rdata = RData::SRV(SRV::new(0, weight, *port, target));
+            let rdata = RData::SRV(SRV::new(0, weight, entry.port, target));
             answers.push(self.record(qname, rdata));
         }
         (answers, additional)
     }
 }
 
-/// The (target label, port) pairs an SRV answer lists, sorted by label then port and
+/// One SRV record an answer lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SrvEntry<'r> {
+    /// The target's label below the Service name; `None` for the Service's own name (a
+    /// ClusterIP Service).
+    pub label: Option<&'r str>,
+    /// The port.
+    pub port: u16,
+    /// The one endpoint `label` names, when the records say so without a lookup
+    /// ([`ServiceRecords::srv_targets_alone`]).
+    alone: Option<&'r ReadyEndpoint>,
+}
+
+impl<'r> SrvEntry<'r> {
+    /// Whether both entries point at the same target (adjacent in a sorted list when so).
+    pub fn same_target(&self, other: &SrvEntry<'_>) -> bool {
+        match (self.alone, other.alone) {
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            _ => self.label == other.label,
+        }
+    }
+
+    /// The ready endpoints the target names, whose addresses are its glue: the entry's own
+    /// endpoint when it is the only one, else those [`ServiceRecords::endpoints_labelled`]
+    /// finds. Nothing for a Service's own name.
+    pub fn target_endpoints(
+        &self,
+        records: &'r ServiceRecords,
+    ) -> impl Iterator<Item = &'r ReadyEndpoint> + 'r {
+        let looked_up = match (self.alone, self.label) {
+            (None, Some(label)) => Some(records.endpoints_labelled(label)),
+            _ => None,
+        };
+        self.alone
+            .into_iter()
+            .chain(looked_up.into_iter().flatten())
+    }
+}
+
+/// The SRV records a Service lists for `filter`, sorted by target label then port and
 /// deduplicated; a `None` label stands for the Service's own name (a ClusterIP Service).
 pub(crate) fn srv_entries<'r>(
     records: &'r ServiceRecords,
     filter: PortFilter<'_>,
-) -> Vec<(Option<&'r str>, u16)> {
-    let mut entries: Vec<(Option<&str>, u16)> = Vec::new();
+) -> Vec<SrvEntry<'r>> {
+    let mut entries: Vec<SrvEntry<'r>> = Vec::new();
+    let headless_entries = |entries: &mut Vec<SrvEntry<'r>>, endpoint: &'r ReadyEndpoint, alone| {
+        let entry = |port| SrvEntry {
+            label: Some(&*endpoint.srv_label),
+            port,
+            alone,
+        };
+        if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
+            entries.push(entry(0));
+        }
+        for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
+            entries.push(entry(port.port));
+        }
+    };
     match &records.kind {
+        ServiceKind::Headless if records.srv_targets_alone() => {
+            // `srv_order` lists endpoints by label, and no two share one: sorting and
+            // deduplicating each endpoint's ports sorts and deduplicates the whole list
+            // without comparing a label.
+            for endpoint in records
+                .srv_order
+                .iter()
+                .filter_map(|p| records.endpoints.get(*p as usize))
+            {
+                let start = entries.len();
+                headless_entries(&mut entries, endpoint, Some(endpoint));
+                entries[start..].sort_unstable_by_key(|e| e.port);
+                dedup_ports_from(&mut entries, start);
+            }
+        }
         ServiceKind::Headless => {
             for endpoint in &records.endpoints {
-                let label = Some(&*endpoint.srv_label);
-                if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
-                    entries.push((label, 0));
-                }
-                for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
-                    entries.push((label, port.port));
-                }
+                headless_entries(&mut entries, endpoint, None);
             }
+            entries.sort_unstable_by(|a, b| (a.label, a.port).cmp(&(b.label, b.port)));
+            entries.dedup();
         }
         ServiceKind::ClusterIp(_) => {
             for port in records.service_ports.iter().filter(|p| filter.matches(p)) {
-                entries.push((None, port.port));
+                entries.push(SrvEntry {
+                    label: None,
+                    port: port.port,
+                    alone: None,
+                });
             }
+            entries.sort_unstable_by_key(|e| e.port);
+            entries.dedup();
         }
         ServiceKind::ExternalName(_) => {}
     }
-    entries.sort_unstable();
-    entries.dedup();
     entries
+}
+
+/// Drops, from `entries[start..]` (one target's entries, sorted by port), each entry whose
+/// port equals the one before it.
+fn dedup_ports_from(entries: &mut Vec<SrvEntry<'_>>, start: usize) {
+    let mut kept = start;
+    for i in start..entries.len() {
+        if kept == start || entries[kept - 1].port != entries[i].port {
+            entries[kept] = entries[i];
+            kept += 1;
+        }
+    }
+    entries.truncate(kept);
 }
 
 /// Which ports an SRV answer lists.

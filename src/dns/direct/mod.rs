@@ -1,6 +1,6 @@
 //! The direct UDP path: the questions peers ask most, answered from the index straight into
-//! bytes, with no parsed message and no record objects (the only allocations are the small
-//! vectors of addresses and SRV entries found).
+//! bytes, with no parsed message and no record objects (the only allocation is the small
+//! vector of SRV entries found).
 //!
 //! ```text
 //!  plain query (fast.rs), class IN, A/AAAA/SRV, index synced
@@ -28,11 +28,12 @@
 //!   fit goes to the general path.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::answer::{Authority, PortFilter, SOA_TIMERS, is_external, srv_entries};
+use super::answer::{Authority, PortFilter, SOA_TIMERS, SrvEntry, is_external, srv_entries};
 use zones::{ZoneNames, split_labels};
 mod zones;
 
@@ -58,14 +59,14 @@ const MAX_QUESTION_LABELS: usize = 32;
 
 /// What the index holds for the question, before it is written.
 enum Finding<'r> {
-    /// A/AAAA records at the question name: the addresses of `endpoints` of the asked family.
-    Addresses(Vec<IpAddr>),
+    /// A/AAAA records at the question name: the addresses of the asked family, in order.
+    Addresses(&'r [IpAddr]),
     /// SRV records at the question name for these (target label, port) pairs, with glue.
     Srv {
         records: &'r ServiceRecords,
         /// As `srv_entries` lists them; a `None` label (a ClusterIP Service's own name) is
         /// never reached here: the write declines it.
-        entries: Vec<(Option<&'r str>, u16)>,
+        entries: Vec<SrvEntry<'r>>,
         namespace: &'r str,
         service: &'r str,
     },
@@ -80,6 +81,8 @@ pub struct Direct {
     names: ZoneNames,
     writer: WireWriter,
     lowered: Vec<u8>,
+    /// Scratch for the addresses an A/AAAA answer lists (kept: no allocation per answer).
+    addresses: Vec<IpAddr>,
 }
 
 impl Direct {
@@ -90,6 +93,7 @@ impl Direct {
             authority: authority.clone(),
             writer: WireWriter::default(),
             lowered: Vec::with_capacity(256),
+            addresses: Vec::new(),
         }
     }
 
@@ -101,7 +105,7 @@ impl Direct {
         max_udp_payload: u16,
         request: &[u8],
         out: &mut Vec<u8>,
-    ) -> Option<QueryOutcome> {
+    ) -> Option<Written> {
         let plain = plain(request)?;
         let raw = plain.question;
         let n = raw.len();
@@ -135,14 +139,16 @@ impl Direct {
         max_udp_payload: u16,
         question: &Question<'_>,
         out: &mut Vec<u8>,
-    ) -> Option<QueryOutcome> {
+    ) -> Option<Written> {
         let mut labels: [&[u8]; MAX_QUESTION_LABELS] = [&[]; MAX_QUESTION_LABELS];
         let mut starts = [0usize; MAX_QUESTION_LABELS];
         let count = split_labels(question.lowered, &mut labels, &mut starts)?;
         let (zone, left) = self.names.locate(question.lowered, &starts[..count])?;
         let name = parse_forward(&labels[..left]);
         let qtype = question.qtype;
-        let records: std::sync::Arc<ServiceRecords>;
+        let mut found_addresses = std::mem::take(&mut self.addresses);
+        found_addresses.clear();
+        let mut held: Option<Arc<ServiceRecords>> = None;
         let finding = match name {
             ForwardName::Endpoint {
                 namespace,
@@ -150,14 +156,14 @@ impl Direct {
                 label,
             } => match index.service(namespace, service) {
                 Some(found) if !is_external(&found) => {
-                    records = found;
+                    let records: &ServiceRecords = held.insert(found);
                     let mut labelled = records.endpoints_labelled(label).peekable();
                     if labelled.peek().is_none() {
                         Finding::NxDomain
                     } else if qtype == TYPE_SRV {
                         Finding::NoData
                     } else {
-                        addresses(labelled.map(|e| e.ip), qtype)
+                        addresses(labelled.map(|e| e.ip), qtype, &mut found_addresses)
                     }
                 }
                 _ => Finding::NxDomain,
@@ -167,13 +173,14 @@ impl Direct {
                     None => Finding::NxDomain,
                     Some(found) if !matches!(found.kind, ServiceKind::Headless) => return None,
                     Some(found) => {
-                        records = found;
+                        let records: &ServiceRecords = held.insert(found);
                         if records.endpoints.is_empty() {
                             Finding::NxDomain
                         } else if qtype == TYPE_SRV {
-                            srv(&records, PortFilter::All, namespace, service)
+                            srv(records, PortFilter::All, namespace, service)
                         } else {
-                            addresses(records.endpoints.iter().map(|e| e.ip), qtype)
+                            let ips = records.endpoints.iter().map(|e| e.ip);
+                            addresses(ips, qtype, &mut found_addresses)
                         }
                     }
                 }
@@ -191,9 +198,9 @@ impl Direct {
                     if !matches!(found.kind, ServiceKind::Headless) {
                         return None;
                     }
-                    records = found;
+                    let records: &ServiceRecords = held.insert(found);
                     match srv(
-                        &records,
+                        records,
                         PortFilter::Named(port, protocol),
                         namespace,
                         service,
@@ -211,7 +218,12 @@ impl Direct {
             ForwardName::Namespace(_) | ForwardName::Nonexistent => Finding::NxDomain,
             _ => return None,
         };
-        self.write(index, max_udp_payload, question, zone, finding, out)
+        let outcome = self.write(index, max_udp_payload, question, zone, finding, out);
+        self.addresses = found_addresses;
+        Some(Written {
+            outcome: outcome?,
+            records: held,
+        })
     }
 
     /// Writes the response for `finding`; `None` when a name cannot be written or the
@@ -226,7 +238,7 @@ impl Direct {
         out: &mut Vec<u8>,
     ) -> Option<QueryOutcome> {
         let finding = match finding {
-            Finding::Addresses(ips) if ips.is_empty() => Finding::NoData,
+            Finding::Addresses([]) => Finding::NoData,
             Finding::Srv { entries, .. } if entries.is_empty() => Finding::NoData,
             other => other,
         };
@@ -253,7 +265,7 @@ impl Direct {
         let mut glue_at: Option<usize> = None;
         match &finding {
             Finding::Addresses(ips) => {
-                for ip in ips {
+                for ip in ips.iter() {
                     address_record(writer, owner, ip, ttl).ok()?;
                     answers += 1;
                 }
@@ -267,28 +279,28 @@ impl Direct {
                 let svc_zone = &self.names.svc_zones[zone];
                 let base = [service.as_bytes(), namespace.as_bytes()];
                 let weight = srv_weight(entries.len());
-                for (label, port) in entries {
-                    let target = [(*label)?.as_bytes(), base[0], base[1]];
+                for entry in entries {
+                    let target = [entry.label?.as_bytes(), base[0], base[1]];
                     writer
                         .record(owner, TYPE_SRV, ttl, |w| {
                             w.put_u16(0);
                             w.put_u16(weight);
-                            w.put_u16(*port);
+                            w.put_u16(entry.port);
                             w.uncompressed_name(&target, svc_zone)
                         })
                         .ok()?;
                     answers += 1;
                 }
                 glue_at = Some(writer.len());
-                let mut previous: Option<&str> = None;
-                for (label, _) in entries {
-                    let label = (*label)?;
-                    if previous == Some(label) {
+                let mut previous: Option<&SrvEntry<'_>> = None;
+                for entry in entries {
+                    let label = entry.label?;
+                    if previous.is_some_and(|p| p.same_target(entry)) {
                         continue;
                     }
-                    previous = Some(label);
+                    previous = Some(entry);
                     let target = [label.as_bytes(), base[0], base[1]];
-                    for endpoint in records.endpoints_labelled(label) {
+                    for endpoint in entry.target_endpoints(records) {
                         address_record(writer, (&target, svc_zone), &endpoint.ip, ttl).ok()?;
                         additional += 1;
                     }
@@ -356,6 +368,16 @@ impl Direct {
     }
 }
 
+/// What the direct path answered: the outcome, and the one Service's records the answer was
+/// computed from, when it read any (a positive answer reads nothing else).
+#[derive(Debug)]
+pub struct Written {
+    /// The answer, for the metrics.
+    pub outcome: QueryOutcome,
+    /// The records read.
+    pub records: Option<Arc<ServiceRecords>>,
+}
+
 /// One question, read.
 struct Question<'q> {
     /// The whole request (ID and flags are copied from it).
@@ -369,13 +391,18 @@ struct Question<'q> {
     edns_payload: Option<u16>,
 }
 
-/// The addresses of the asked family among `ips`, in order.
-fn addresses(ips: impl Iterator<Item = IpAddr>, qtype: u16) -> Finding<'static> {
+/// The addresses of the asked family among `ips`, in order, collected in `found`.
+fn addresses<'f>(
+    ips: impl Iterator<Item = IpAddr>,
+    qtype: u16,
+    found: &'f mut Vec<IpAddr>,
+) -> Finding<'f> {
     let wanted = |ip: &IpAddr| match ip {
         IpAddr::V4(_) => qtype == TYPE_A,
         IpAddr::V6(_) => qtype == TYPE_AAAA,
     };
-    Finding::Addresses(ips.filter(wanted).collect())
+    found.extend(ips.filter(wanted));
+    Finding::Addresses(found)
 }
 
 /// The SRV entries of a headless Service (every target has a label).
