@@ -6,9 +6,9 @@
 //!  cluster file / watch -> source (k8s objects -> model types; objects dropped at the edge)
 //!                       -> index::IndexWriter (one writer; rebuilds one Service per change)
 //!                       -> index::Index (DashMap of Arc<ServiceRecords>, read without locks held)
-//!  UDP query            -> dns::udp (per-worker socket, sys::batch) -> dns::direct (common
-//!                          questions, written from the index) else dns::fast (replay cache)
-//!                                     \-- miss --> dns::message -> dns::answer (R1-R13) -> bytes
+//!  UDP query            -> dns::udp (per-worker socket, sys::batch) -> dns::fast (answer
+//!                          cache) else dns::direct (common questions, written from the index)
+//!                                     \-- else --> dns::message -> dns::answer (R1-R13) -> bytes
 //!  TCP query            -> dns::tcp -> dns::message -> dns::answer -> bytes
 //! ```
 //!
@@ -23,8 +23,9 @@
 //! - [`app`]: wires them together for the binary and the end-to-end tests.
 //!
 //! Architecture invariants: `dns` and `index` never name a kube or k8s-openapi type; only the
-//! index writer mutates the index; the index's serial moves after every publish, and the fast
-//! path replays nothing computed under an older serial; `unsafe` lives in `sys` only.
+//! index writer mutates the index; the index's serial moves after every publish, and a
+//! replaced Service's records are marked retired first, so the answer cache replays nothing
+//! computed from what is no longer published; `unsafe` lives in `sys` only.
 
 pub mod admin;
 pub mod app;

@@ -1,10 +1,10 @@
 //! The UDP transport: one socket and one thread per worker, batched system calls, and the
-//! worker's fast paths ([`FastPath`]): the direct answerer (`direct/`) and a cache of encoded
-//! answers (`fast.rs`).
+//! worker's fast paths ([`FastPath`]): a cache of encoded answers (`fast.rs`) and the direct
+//! answerer (`direct/`).
 //!
 //! ```text
 //!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> for each datagram:
-//!                       direct path, else replay, else general path (Responder)
+//!                       replay, else direct path, else general path (Responder)
 //!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
 //! ```
@@ -133,8 +133,9 @@ impl FastPath {
     }
 }
 
-/// The response to one datagram: written directly when the direct path takes the question,
-/// else replayed from the cache, else from the general path (and then cached). `None` when
+/// The response to one datagram: replayed from the cache when it holds a valid answer, else
+/// written by the direct path when it takes the question, else by the general path (either
+/// then cached). `None` when
 /// the datagram must be dropped.
 pub fn answer(
     responder: &Responder,
