@@ -135,8 +135,7 @@ impl FastPath {
 
 /// The response to one datagram: replayed from the cache when it holds a valid answer, else
 /// written by the direct path when it takes the question, else by the general path (either
-/// then cached). `None` when
-/// the datagram must be dropped.
+/// then cached). `None` when the datagram must be dropped.
 pub fn answer(
     responder: &Responder,
     fast: &mut FastPath,
