@@ -198,3 +198,164 @@ pub(super) fn has_protocol(records: &ServiceRecords, protocol: &str) -> bool {
         ServiceKind::ExternalName(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::SrvTargetStyle;
+    use crate::index::Index;
+    use crate::model::{AddressFamily, Endpoint, EndpointSlice, Service, ServiceKey};
+
+    fn port(name: &str, protocol: Protocol, number: u16) -> Port {
+        Port {
+            name: Some(name.into()),
+            protocol,
+            port: number,
+        }
+    }
+
+    /// A headless Service with one slice per endpoint, given as (address, hostname, pod name),
+    /// all with `ports`; the endpoints' addresses do not sort like their labels.
+    fn records(
+        endpoints: &[(&str, Option<&str>, Option<&str>)],
+        ports: Vec<Port>,
+    ) -> Arc<ServiceRecords> {
+        let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
+        let key = ServiceKey::new("default", "db");
+        writer.apply_service(Service {
+            key: key.clone(),
+            kind: ServiceKind::Headless,
+            ports: vec![],
+        });
+        for (i, (ip, hostname, pod)) in endpoints.iter().enumerate() {
+            let ip: IpAddr = ip.parse().unwrap();
+            writer.apply_slice(EndpointSlice {
+                name: format!("db-{i}"),
+                service: key.clone(),
+                family: if ip.is_ipv4() {
+                    AddressFamily::Ipv4
+                } else {
+                    AddressFamily::Ipv6
+                },
+                ports: ports.clone(),
+                endpoints: vec![Endpoint {
+                    addresses: vec![ip],
+                    ready: true,
+                    hostname: hostname.map(str::to_string),
+                    pod_name: pod.map(str::to_string),
+                }],
+            });
+        }
+        index.service("default", "db").unwrap()
+    }
+
+    /// The rule as R3/R4 state it: every (label, port) pair, sorted, each once; the glue is
+    /// what the label names.
+    fn reference<'r>(
+        records: &'r ServiceRecords,
+        filter: PortFilter<'_>,
+    ) -> Vec<(&'r str, u16, Vec<IpAddr>)> {
+        let mut pairs: Vec<(&str, u16)> = Vec::new();
+        for endpoint in &records.endpoints {
+            if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
+                pairs.push((&endpoint.srv_label, 0));
+            }
+            for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
+                pairs.push((&endpoint.srv_label, port.port));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+            .into_iter()
+            .map(|(label, port)| {
+                let glue = records.endpoints_labelled(label).map(|e| e.ip).collect();
+                (label, port, glue)
+            })
+            .collect()
+    }
+
+    fn listed<'r>(
+        records: &'r ServiceRecords,
+        filter: PortFilter<'_>,
+    ) -> Vec<(&'r str, u16, Vec<IpAddr>)> {
+        srv_entries(records, filter)
+            .iter()
+            .map(|entry| {
+                let glue = entry.target_endpoints(records).map(|e| e.ip).collect();
+                (entry.label.unwrap(), entry.port, glue)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn entries_follow_the_rule_whether_or_not_targets_stand_alone() {
+        // Two ports numbered alike (UDP and TCP 53), listed out of order.
+        let ports = vec![
+            port("http", Protocol::Tcp, 8080),
+            port("dns", Protocol::Udp, 53),
+            port("dns-tcp", Protocol::Tcp, 53),
+        ];
+        type Endpoints<'a> = &'a [(&'a str, Option<&'a str>, Option<&'a str>)];
+        let cases: [(Endpoints<'_>, bool); 4] = [
+            // A StatefulSet: each hostname names its own endpoint.
+            (
+                &[
+                    ("10.0.0.9", Some("db-0"), Some("db-0")),
+                    ("10.0.0.1", Some("db-2"), Some("db-2")),
+                    ("10.0.0.5", Some("db-1"), Some("db-1")),
+                ],
+                true,
+            ),
+            // A dual-stack peer: one label, two endpoints.
+            (
+                &[
+                    ("10.0.0.2", Some("db-0"), Some("db-0")),
+                    ("fd00::2", Some("db-0"), Some("db-0")),
+                    ("10.0.0.1", Some("db-1"), Some("db-1")),
+                ],
+                false,
+            ),
+            // A hostname that is another endpoint's pod name.
+            (
+                &[
+                    ("10.0.0.1", Some("a"), Some("b")),
+                    ("10.0.0.2", Some("b"), Some("c")),
+                ],
+                false,
+            ),
+            // No hostnames: dashed addresses, each naming its own endpoint.
+            (
+                &[
+                    ("10.0.0.7", None, Some("p-7")),
+                    ("10.0.0.3", None, Some("p-3")),
+                ],
+                true,
+            ),
+        ];
+        for (endpoints, alone) in cases {
+            let records = records(endpoints, ports.clone());
+            assert_eq!(records.srv_targets_alone(), alone, "{endpoints:?}");
+            for filter in [
+                PortFilter::All,
+                PortFilter::Named("dns", Protocol::Udp),
+                PortFilter::Named("dns", Protocol::Tcp),
+            ] {
+                assert_eq!(
+                    listed(&records, filter),
+                    reference(&records, filter),
+                    "{endpoints:?}"
+                );
+            }
+        }
+        let portless = records(&[("10.0.0.2", Some("x"), None)], vec![]);
+        assert_eq!(
+            listed(&portless, PortFilter::All),
+            reference(&portless, PortFilter::All)
+        );
+        assert_eq!(listed(&portless, PortFilter::All)[0].1, 0);
+    }
+}
