@@ -175,7 +175,8 @@ fn below_service(records: &ServiceRecords, name: ForwardName<'_>) -> (Option<boo
 
 fn endpoint_reason(records: &ServiceRecords, label: &str) -> (Option<bool>, String) {
     if let Some(endpoint) = records.endpoints_labelled(label).next() {
-        let how = match (&endpoint.hostname, endpoint.hostname.as_deref() == Some(label)) {
+        let hostname = endpoint.hostname();
+        let how = match (hostname, hostname.is_some_and(|h| h.as_str() == label)) {
             (_, true) => "its hostname".to_string(),
             (Some(_), false) => "its pod name or dashed IP".to_string(),
             (None, false) => "its pod name or dashed IP; it has no hostname (its pod's subdomain does not name this Service, or it sets none), so SRV targets use its dashed IP".to_string(),

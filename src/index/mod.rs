@@ -21,6 +21,7 @@
 
 mod departures;
 mod key;
+mod label;
 mod ptr;
 mod records;
 mod stored;
@@ -33,6 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use key::{MAX_KEY_LEN, MapKey, key_bytes};
+pub use label::Label;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
@@ -46,7 +48,7 @@ use crate::model::ServiceKey;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PtrTarget {
     /// The label below the Service name; `None` for a ClusterIP (the Service name itself).
-    pub label: Option<Arc<str>>,
+    pub label: Option<Label>,
     /// The Service.
     pub service: Arc<ServiceKey>,
 }

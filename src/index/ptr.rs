@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use super::label::Label;
 use crate::model::ServiceKey;
 
 /// The claims on every claimed address, one map per family.
@@ -73,7 +74,7 @@ pub struct PtrClaim {
     /// The claiming Service.
     pub service: Arc<ServiceKey>,
     /// The label below the Service name (`None`: the Service name itself, for a ClusterIP).
-    pub label: Option<Arc<str>>,
+    pub label: Option<Label>,
 }
 
 /// Every claim on one address: at least one, sorted by preference, each once.
@@ -136,7 +137,7 @@ mod tests {
         PtrClaim {
             rank,
             service: Arc::new(ServiceKey::new(ns, svc)),
-            label: label.map(Arc::from),
+            label: label.map(Label::new),
         }
     }
 

@@ -23,6 +23,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::label::Label;
 use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
 use crate::model::{Port, ServiceKind};
@@ -32,16 +33,30 @@ use crate::model::{Port, ServiceKind};
 pub struct ReadyEndpoint {
     /// The address.
     pub ip: IpAddr,
-    /// The endpoint's hostname, if any.
-    pub hostname: Option<Arc<str>>,
-    /// The label its SRV records point at (hostname, else pod name or dashed IP, per config).
-    pub srv_label: Arc<str>,
+    /// The label its SRV records point at: its hostname when it has one, else its pod name or
+    /// dashed IP (per config). Inline, so reading it costs no other memory access.
+    srv_label: Label,
+    /// Whether `srv_label` is the endpoint's hostname (else it has none).
+    has_hostname: bool,
     /// The ports of the slice the endpoint came from.
     pub ports: Arc<[Port]>,
-    /// [`label_tail`] of `hostname` (0 without one), so a lookup by hostname tells the
-    /// endpoints of a small Service apart without reading their hostnames (a cache miss each
-    /// on a large index). It fills what was padding.
-    hostname_tail: u32,
+}
+
+impl ReadyEndpoint {
+    /// The endpoint's hostname, if any.
+    pub fn hostname(&self) -> Option<&Label> {
+        self.has_hostname.then_some(&self.srv_label)
+    }
+
+    /// The label its SRV records point at.
+    pub fn srv_label(&self) -> &Label {
+        &self.srv_label
+    }
+
+    /// Whether its hostname is `label`.
+    fn has_hostname(&self, label: &[u8]) -> bool {
+        self.has_hostname && self.srv_label.is(label)
+    }
 }
 
 /// An endpoint address that is not ready: kept only to explain why a name does not answer.
@@ -125,15 +140,12 @@ impl ServiceRecords {
                 }
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
                     for ip in endpoint.addresses.as_slice() {
-                        let hostname = endpoint.hostname.clone();
+                        let hostname = endpoint.hostname.as_ref();
                         let pod_name = endpoint.pod_name.clone();
-                        let srv_label =
-                            srv_label(hostname.as_ref(), pod_name.as_ref(), ip, srv_target);
                         let entry = ReadyEndpoint {
                             ip: *ip,
-                            hostname_tail: hostname.as_deref().map_or(0, label_tail),
-                            hostname,
-                            srv_label,
+                            srv_label: srv_label(hostname, pod_name.as_ref(), ip, srv_target),
+                            has_hostname: hostname.is_some(),
                             ports: slice.ports.clone(),
                         };
                         // The same address in two slices (a pod moving between slices): keep
@@ -148,11 +160,11 @@ impl ServiceRecords {
         let mut pod_names: Vec<(Arc<str>, u32)> = Vec::new();
         for (position, (_, (endpoint, pod_name))) in by_ip.into_iter().enumerate() {
             let position = position as u32;
-            if endpoint.hostname.is_some() {
+            if endpoint.has_hostname {
                 hostnames.push(position);
             }
             if let Some(pod_name) = pod_name
-                && endpoint.hostname.as_ref() != Some(&pod_name)
+                && endpoint.hostname().is_none_or(|h| h.as_str() != &*pod_name)
             {
                 pod_names.push((pod_name, position));
             }
@@ -162,11 +174,17 @@ impl ServiceRecords {
             (hostname_of(&endpoints, *a), a).cmp(&(hostname_of(&endpoints, *b), b))
         });
         pod_names.sort_unstable();
-        let mut srv_order: Vec<u32> = (0..endpoints.len() as u32).collect();
-        srv_order.sort_by(|a, b| {
-            let label = |p: &u32| &*endpoints[*p as usize].srv_label;
-            label(a).cmp(label(b))
-        });
+        let srv_order = if hostnames.len() == endpoints.len() {
+            // Every SRV label is a hostname: `hostnames` is already in (label, index) order.
+            hostnames.clone()
+        } else {
+            let mut order: Vec<u32> = (0..endpoints.len() as u32).collect();
+            order.sort_by(|a, b| {
+                let label = |p: &u32| &endpoints[*p as usize].srv_label;
+                label(a).cmp(label(b))
+            });
+            order
+        };
         let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
         not_ready.retain(|ip, _| !is_ready(ip));
         let mut records = Self {
@@ -203,12 +221,30 @@ impl ServiceRecords {
     }
 
     /// Whether each endpoint's SRV label finds exactly that endpoint (then no two endpoints
-    /// share a label either). Run once per build.
+    /// share a label either). Run once per build, so it is linear in the common case: no pod
+    /// name apart from a hostname (StatefulSet pods; endpoints known by hostname or address).
     fn srv_labels_name_themselves(&self) -> bool {
-        self.endpoints.iter().all(|endpoint| {
-            let mut named = self.endpoints_labelled(&endpoint.srv_label);
-            named.next().is_some_and(|e| std::ptr::eq(e, endpoint)) && named.next().is_none()
-        })
+        if !self.pod_names.is_empty() {
+            return self.endpoints.iter().all(|endpoint| {
+                let mut named = self.endpoints_labelled(endpoint.srv_label.as_str());
+                named.next().is_some_and(|e| std::ptr::eq(e, endpoint)) && named.next().is_none()
+            });
+        }
+        // Names are then hostnames and dashed addresses only. Hostnames must be unique
+        // (`hostnames` is sorted by them, so a repeat is adjacent).
+        let repeated = self
+            .hostnames
+            .windows(2)
+            .any(|pair| self.hostname(pair[0]) == self.hostname(pair[1]));
+        !repeated
+            && self.endpoints.iter().all(|endpoint| {
+                // A label that reads as an address must be this endpoint's own, or no
+                // endpoint's. (That also covers a dashed-address label that is another
+                // endpoint's hostname: that hostname then reads as this address, not its own.)
+                undashed_ip(endpoint.srv_label.as_str()).is_none_or(|ip| {
+                    ip == endpoint.ip || self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).is_err()
+                })
+            })
     }
 
     /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP.
@@ -216,21 +252,21 @@ impl ServiceRecords {
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
-        let hostnames = self.with_hostname(label);
+        let hostnames = self.with_hostname(label.as_bytes());
         let pod_names = equal_range(
             &self.pod_names,
             |(name, _)| (**name).cmp(label),
             |(name, _)| same_label(name, label),
         );
-        let named = |position: &u32| {
-            hostnames.contains(position) || pod_names.iter().any(|(_, p)| p == position)
+        let named = |position: u32| {
+            hostnames.contains(position) || pod_names.iter().any(|(_, p)| *p == position)
         };
         let dashed = undashed_ip(label)
             .and_then(|ip| self.endpoints.binary_search_by(|e| e.ip.cmp(&ip)).ok())
             .map(|position| position as u32)
-            .filter(|position| !named(position));
-        // Both ranges are ascending by index: merge them, each index once.
-        let mut by_hostname = hostnames.iter().copied().peekable();
+            .filter(|position| !named(*position));
+        // Both are ascending by index: merge them, each index once.
+        let mut by_hostname = hostnames.iter().peekable();
         let mut by_pod_name = pod_names.iter().map(|(_, p)| *p).peekable();
         let merged = std::iter::from_fn(move || match (by_hostname.peek(), by_pod_name.peek()) {
             (Some(&a), Some(&b)) if a == b => {
@@ -255,50 +291,80 @@ impl ServiceRecords {
         let pod_names = self
             .pod_names
             .chunk_by(|a, b| a.0 == b.0)
-            .filter(|same| self.with_hostname(&same[0].0).is_empty())
+            .filter(|same| self.with_hostname(same[0].0.as_bytes()).is_empty())
             .count();
         hostnames + pod_names + self.endpoints.len()
     }
 
-    /// The indexes of the endpoints whose hostname is `label`, ascending.
-    fn with_hostname(&self, label: &str) -> &[u32] {
-        let tail = label_tail(label);
-        equal_range(
-            &self.hostnames,
-            |p| self.hostname(*p).cmp(label),
-            |p| {
-                // Length and tail first: neither reads the hostname's bytes.
-                self.endpoints.get(*p as usize).is_some_and(|e| {
-                    e.hostname_tail == tail
-                        && e.hostname.as_ref().is_some_and(|h| h.len() == label.len())
-                        && self.hostname(*p) == label
-                })
-            },
-        )
+    /// The endpoints whose hostname is `label`. A small Service's endpoints are scanned in
+    /// place (their labels are inline, so that reads nothing else); a large one's are found
+    /// by binary search in `hostnames`.
+    fn with_hostname(&self, label: &[u8]) -> Positions<'_> {
+        if self.endpoints.len() <= SCANNED_ENDPOINTS {
+            let mask = self
+                .endpoints
+                .iter()
+                .enumerate()
+                .filter(|(_, endpoint)| endpoint.has_hostname(label))
+                .fold(0, |mask, (position, _)| mask | 1 << position);
+            return Positions { run: &[], mask };
+        }
+        let start = self
+            .hostnames
+            .partition_point(|p| self.hostname(*p) < label);
+        let length = self.hostnames[start..]
+            .iter()
+            .take_while(|p| self.hostname(**p) == label)
+            .count();
+        Positions {
+            run: &self.hostnames[start..start + length],
+            mask: 0,
+        }
     }
 
-    fn hostname(&self, position: u32) -> &str {
+    fn hostname(&self, position: u32) -> &[u8] {
         hostname_of(&self.endpoints, position)
     }
 }
 
-/// The hostname of `endpoints[position]` (empty when it has none).
-fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &str {
-    endpoints
-        .get(position as usize)
-        .and_then(|e| e.hostname.as_deref())
-        .unwrap_or_default()
+/// Services with at most this many endpoints are searched by scanning them (no more than 32:
+/// a [`Positions`] mask holds their matches).
+const SCANNED_ENDPOINTS: usize = 16;
+
+/// Positions of endpoints, ascending: a run of `hostnames`, or a bit per endpoint of a small
+/// Service (one of the two is empty).
+#[derive(Clone, Copy, Debug)]
+struct Positions<'a> {
+    run: &'a [u32],
+    mask: u32,
 }
 
-/// A label's last four bytes (fewer for a shorter label), packed: siblings such as a
-/// StatefulSet's pods differ there, in their ordinal.
-fn label_tail(label: &str) -> u32 {
-    label
-        .as_bytes()
-        .iter()
-        .rev()
-        .take(4)
-        .fold(0, |tail, byte| tail << 8 | u32::from(*byte))
+impl<'a> Positions<'a> {
+    fn contains(&self, position: u32) -> bool {
+        self.run.contains(&position) || (position < 32 && self.mask >> position & 1 == 1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.run.is_empty() && self.mask == 0
+    }
+
+    fn iter(self) -> impl Iterator<Item = u32> + 'a {
+        let mut mask = self.mask;
+        let from_mask = std::iter::from_fn(move || {
+            let position = (mask != 0).then(|| mask.trailing_zeros())?;
+            mask &= mask - 1;
+            Some(position)
+        });
+        self.run.iter().copied().chain(from_mask)
+    }
+}
+
+/// The hostname of `endpoints[position]` (empty when it has none).
+fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &[u8] {
+    endpoints
+        .get(position as usize)
+        .and_then(ReadyEndpoint::hostname)
+        .map_or(&[], Label::as_bytes)
 }
 
 /// Whether two labels are equal, checking first what tells sibling names apart cheaply: the
@@ -339,11 +405,11 @@ fn srv_label(
     pod_name: Option<&Arc<str>>,
     ip: &IpAddr,
     style: SrvTargetStyle,
-) -> Arc<str> {
+) -> Label {
     match (hostname, pod_name, style) {
-        (Some(hostname), _, _) => hostname.clone(),
-        (None, Some(pod), SrvTargetStyle::PodName) => pod.clone(),
-        _ => dashed_ip(ip).into(),
+        (Some(hostname), _, _) => Label::from_shared(hostname),
+        (None, Some(pod), SrvTargetStyle::PodName) => Label::from_shared(pod),
+        _ => Label::new(&dashed_ip(ip)),
     }
 }
 
@@ -526,9 +592,9 @@ mod tests {
             vec![endpoint("10.0.0.1", true, None, Some("web-abc"))],
         );
         let by_ip = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::Hostname);
-        assert_eq!(&*by_ip.endpoints[0].srv_label, "10-0-0-1");
+        assert_eq!(by_ip.endpoints[0].srv_label().as_str(), "10-0-0-1");
         let by_pod = ServiceRecords::build(&headless(), [&s], SrvTargetStyle::PodName);
-        assert_eq!(&*by_pod.endpoints[0].srv_label, "web-abc");
+        assert_eq!(by_pod.endpoints[0].srv_label().as_str(), "web-abc");
     }
 
     #[test]
@@ -569,12 +635,24 @@ mod tests {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             (seed >> 16) as usize % n
         };
-        for _ in 0..200 {
-            // Up to 40 endpoints: runs found by linear scan and by binary search.
+        let (mut alone, mut not_alone) = (0, 0);
+        for round in 0..400 {
+            // Up to 40 endpoints: runs found by linear scan and by binary search. Every other
+            // round is StatefulSet-like (pod name = hostname, or none; many distinct names).
+            let stateful = round % 2 == 1;
             let endpoints: Vec<Endpoint> = (0..next(40))
                 .map(|_| {
-                    let name = |i: usize| (i < names.len()).then(|| names[i]);
                     let ip = format!("10.0.0.{}", next(30));
+                    if stateful {
+                        let hostname = match next(8) {
+                            0 => None,
+                            1 => Some(format!("10-0-0-{}", next(30))),
+                            _ => Some(format!("web-{}", next(80))),
+                        };
+                        let pod = hostname.clone().filter(|_| next(2) == 0);
+                        return endpoint(&ip, next(8) > 0, hostname.as_deref(), pod.as_deref());
+                    }
+                    let name = |i: usize| (i < names.len()).then(|| names[i]);
                     endpoint(&ip, next(4) > 0, name(next(6)), name(next(6)))
                 })
                 .collect();
@@ -596,8 +674,8 @@ mod tests {
             labels.sort_unstable();
             labels.dedup();
             assert_eq!(records.name_count(), labels.len() + kept.len());
-            for label in names.iter().chain(&["d", "10-0-0-1"]) {
-                // By hostname or pod name, ascending; then by dashed IP if not already named.
+            // By hostname or pod name, ascending; then by dashed IP if not already named.
+            let scan = |label: &str| -> Vec<IpAddr> {
                 let mut expected: Vec<IpAddr> = kept
                     .iter()
                     .filter(|e| {
@@ -608,10 +686,38 @@ mod tests {
                 let dashed = kept.iter().map(|e| e.addresses[0]);
                 let dashed = dashed.filter(|ip| dashed_ip(ip) == *label && !expected.contains(ip));
                 expected.extend(dashed.collect::<Vec<_>>());
+                expected
+            };
+            let asked = labels.iter().copied().chain(names).chain(["d", "10-0-0-1"]);
+            for label in asked {
                 let found: Vec<IpAddr> = records.endpoints_labelled(label).map(|e| e.ip).collect();
-                assert_eq!(found, expected, "{label} in {endpoints:?}");
+                assert_eq!(found, scan(label), "{label} in {endpoints:?}");
             }
+            // SRV targets stand alone when each endpoint's SRV label names it and nothing else.
+            let srv_label = |e: &Endpoint| {
+                e.hostname
+                    .clone()
+                    .unwrap_or_else(|| dashed_ip(&e.addresses[0]))
+            };
+            let expected_alone = kept.iter().all(|e| scan(&srv_label(e)) == [e.addresses[0]]);
+            assert_eq!(records.srv_targets_alone(), expected_alone, "{endpoints:?}");
+            if expected_alone {
+                alone += 1
+            } else {
+                not_alone += 1
+            }
+            let order: Vec<String> = records
+                .srv_order
+                .iter()
+                .map(|p| records.endpoints[*p as usize].srv_label().to_string())
+                .collect();
+            assert!(order.is_sorted(), "{order:?}");
+            assert_eq!(order.len(), kept.len());
         }
+        assert!(
+            alone > 50 && not_alone > 50,
+            "{alone} alone, {not_alone} not"
+        );
     }
 
     #[test]

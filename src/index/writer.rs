@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
+use super::label::Label;
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
 use super::stored::{Slices, StoredService, StoredSlice};
@@ -388,7 +389,7 @@ fn slice_id(namespace: &str, name: &str) -> Box<str> {
 /// The PTR claims a Service's records make (R7): its ClusterIPs, and each ready endpoint
 /// address ranked by how well this Service names it.
 fn claims_of(service: &Arc<ServiceKey>, records: &ServiceRecords) -> Vec<(IpAddr, PtrClaim)> {
-    let claim = |rank, label: Option<Arc<str>>| PtrClaim {
+    let claim = |rank, label: Option<Label>| PtrClaim {
         rank,
         service: service.clone(),
         label,
@@ -398,13 +399,13 @@ fn claims_of(service: &Arc<ServiceKey>, records: &ServiceRecords) -> Vec<(IpAddr
         claims.extend(ips.iter().map(|ip| (*ip, claim(ClaimRank::Primary, None))));
     }
     for endpoint in &records.endpoints {
-        let (rank, label) = match (&records.kind, &endpoint.hostname) {
+        let (rank, label) = match (&records.kind, endpoint.hostname()) {
             (ServiceKind::Headless, Some(hostname)) => (ClaimRank::Primary, hostname.clone()),
             (ServiceKind::Headless, None) => (ClaimRank::Headless, dashed_ip(&endpoint.ip).into()),
             (_, hostname) => (
                 ClaimRank::Other,
                 hostname
-                    .clone()
+                    .cloned()
                     .unwrap_or_else(|| dashed_ip(&endpoint.ip).into()),
             ),
         };

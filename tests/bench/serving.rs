@@ -6,7 +6,11 @@
 //! run (the machine is shared and noisy: compare ratios, not absolute numbers).
 //!
 //! Run: `cargo bench --bench serving` (`-- --services N --pods P` for another cluster size;
-//! the default is the large one, 20000 Services of 5 pods).
+//! the default is the large one, 20000 Services of 5 pods). With the peer harness's files,
+//! `-- --file cluster.yaml --queries queries.txt` also replays the dnsperf query file through
+//! one UDP worker's whole pipeline (answer cache, direct path, general path), in order, as
+//! dnsperf sends it: the user-space CPU per query of the throughput benchmark, without the
+//! kernel's share.
 
 // A benchmark panics on purpose when its setup is wrong.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -20,6 +24,7 @@ use hickory_proto::rr::{Name, RecordType};
 use peerdns::config::{Config, SrvTargetStyle};
 use peerdns::dns::direct::Direct;
 use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
+use peerdns::dns::udp::{FastPath, answer};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::Index;
 use peerdns::metrics::Metrics;
@@ -251,4 +256,46 @@ fn main() {
             ratio(general, fast)
         );
     }
+    if let Some(path) = std::env::args().skip_while(|a| a != "--queries").nth(1) {
+        replay_query_file(&responder, &path);
+    }
+}
+
+/// Replays a dnsperf query file (`name type` per line) through one worker's pipeline, in
+/// order: once to warm the answer cache (as the throughput run's warm-up does), then
+/// `--passes` times (2 unless given), and prints the nanoseconds per query of the latter.
+fn replay_query_file(responder: &Responder, path: &str) {
+    let text = std::fs::read_to_string(path).expect("readable query file");
+    let requests: Vec<Vec<u8>> = text
+        .lines()
+        .filter_map(|line| {
+            let (name, rtype) = line.split_once(' ')?;
+            let rtype: RecordType = rtype.trim().parse().ok()?;
+            let mut message = Message::new(0, MessageType::Query, OpCode::Query);
+            message.add_query(Query::query(Name::from_ascii(name).ok()?, rtype));
+            message.to_vec().ok()
+        })
+        .collect();
+    assert!(!requests.is_empty(), "no queries in {path}");
+    let mut fast = FastPath::new(responder.authority());
+    let mut answered = 0usize;
+    for request in &requests {
+        answered += usize::from(answer(responder, &mut fast, request, SOURCE).is_some());
+    }
+    assert_eq!(answered, requests.len(), "every query answered");
+    let (passes, replayed_before) = (arg("--passes", 2), fast.replayed());
+    let started = Instant::now();
+    for _ in 0..passes {
+        for request in &requests {
+            std::hint::black_box(answer(responder, &mut fast, request, SOURCE));
+        }
+    }
+    let total = requests.len() * passes;
+    let per_query = started.elapsed().as_nanos() as f64 / total as f64;
+    let replayed = (fast.replayed() - replayed_before) as f64 / total as f64;
+    println!(
+        "query file {path}: {} queries, {per_query:.0} ns per query through one worker's pipeline, {:.0}% replayed from the answer cache",
+        requests.len(),
+        replayed * 100.0
+    );
 }

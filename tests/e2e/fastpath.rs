@@ -142,7 +142,7 @@ fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
         names.push(format!("nosuch.{base}"));
         if let Some(records) = index.service(&key.namespace, &key.name) {
             for endpoint in records.endpoints.iter().chain([]) {
-                names.push(format!("{}.{base}", endpoint.srv_label));
+                names.push(format!("{}.{base}", endpoint.srv_label()));
                 names.push(format!("{}.{base}", dashed_ip(&endpoint.ip)));
                 reverse.push(endpoint.ip);
             }

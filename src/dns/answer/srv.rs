@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::SRV;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{Authority, name_in_zone};
-use crate::index::{ReadyEndpoint, ServiceRecords, srv_weight};
+use crate::index::{Label, ReadyEndpoint, ServiceRecords, srv_weight};
 use crate::model::{Port, Protocol, ServiceKind};
 
 impl Authority {
@@ -34,7 +34,7 @@ impl Authority {
         let mut previous: Option<&SrvEntry<'_>> = None;
         for entry in &entries {
             let target = match entry.label {
-                Some(label) => service_name.prepend_label(label).ok(),
+                Some(label) => service_name.prepend_label(label.as_str()).ok(),
                 None => Some(service_name.clone()),
             };
             let Some(target) = target else { continue };
@@ -60,7 +60,7 @@ impl Authority {
 pub(crate) struct SrvEntry<'r> {
     /// The target's label below the Service name; `None` for the Service's own name (a
     /// ClusterIP Service).
-    pub label: Option<&'r str>,
+    pub label: Option<&'r Label>,
     /// The port.
     pub port: u16,
     /// The one endpoint `label` names, when the records say so without a lookup
@@ -85,7 +85,7 @@ impl<'r> SrvEntry<'r> {
         records: &'r ServiceRecords,
     ) -> impl Iterator<Item = &'r ReadyEndpoint> + 'r {
         let looked_up = match (self.alone, self.label) {
-            (None, Some(label)) => Some(records.endpoints_labelled(label)),
+            (None, Some(label)) => Some(records.endpoints_labelled(label.as_str())),
             _ => None,
         };
         self.alone
@@ -103,7 +103,7 @@ pub(crate) fn srv_entries<'r>(
     let mut entries: Vec<SrvEntry<'r>> = Vec::new();
     let headless_entries = |entries: &mut Vec<SrvEntry<'r>>, endpoint: &'r ReadyEndpoint, alone| {
         let entry = |port| SrvEntry {
-            label: Some(&*endpoint.srv_label),
+            label: Some(endpoint.srv_label()),
             port,
             alone,
         };
@@ -261,10 +261,10 @@ mod tests {
         let mut pairs: Vec<(&str, u16)> = Vec::new();
         for endpoint in &records.endpoints {
             if endpoint.ports.is_empty() && matches!(filter, PortFilter::All) {
-                pairs.push((&endpoint.srv_label, 0));
+                pairs.push((endpoint.srv_label().as_str(), 0));
             }
             for port in endpoint.ports.iter().filter(|p| filter.matches(p)) {
-                pairs.push((&endpoint.srv_label, port.port));
+                pairs.push((endpoint.srv_label().as_str(), port.port));
             }
         }
         pairs.sort_unstable();
@@ -286,7 +286,7 @@ mod tests {
             .iter()
             .map(|entry| {
                 let glue = entry.target_endpoints(records).map(|e| e.ip).collect();
-                (entry.label.unwrap(), entry.port, glue)
+                (entry.label.unwrap().as_str(), entry.port, glue)
             })
             .collect()
     }

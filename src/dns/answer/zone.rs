@@ -35,7 +35,7 @@ impl Authority {
         let service = &target.service;
         let mut labels = vec![service.name.as_str(), service.namespace.as_str(), "svc"];
         if let Some(label) = &target.label {
-            labels.insert(0, label);
+            labels.insert(0, label.as_str());
         }
         let Some(name) = name_in_zone(zone, &labels) else {
             return Lookup::NxDomain;
