@@ -56,6 +56,10 @@ pub struct WireWriter {
     bytes: Vec<u8>,
     candidates: Vec<Candidate>,
     compressed_names: usize,
+    /// The question's name labels in lowercase, and where the question starts in `bytes`:
+    /// folded candidates are compared with this copy, as plain bytes.
+    folded: Vec<u8>,
+    folded_at: usize,
 }
 
 impl WireWriter {
@@ -64,6 +68,7 @@ impl WireWriter {
         self.bytes.clear();
         self.candidates.clear();
         self.compressed_names = 0;
+        self.folded.clear();
     }
 
     /// Current length.
@@ -113,6 +118,10 @@ impl WireWriter {
                 _ => return,
             }
         }
+        self.folded.clear();
+        self.folded.extend_from_slice(&question[..labels_end]);
+        self.folded.make_ascii_lowercase();
+        self.folded_at = start;
         let mut label = 0;
         while label < labels_end {
             self.store_folded(start + label, start + labels_end);
@@ -191,18 +200,15 @@ impl WireWriter {
     /// replaced its tail), is exactly `wanted`.
     fn candidate_is(&self, c: &Candidate, wanted: &[u8]) -> bool {
         let mut at = usize::from(c.start);
+        if c.folded {
+            // The question's suffixes: compared with its lowercase copy.
+            let stored = at
+                .checked_sub(self.folded_at)
+                .and_then(|from| self.folded.get(from..from + wanted.len()));
+            return stored == Some(wanted);
+        }
         if c.contiguous {
-            let Some(stored) = self.bytes.get(at..at + wanted.len()) else {
-                return false;
-            };
-            return if c.folded {
-                stored
-                    .iter()
-                    .zip(wanted)
-                    .all(|(stored, wanted)| stored.to_ascii_lowercase() == *wanted)
-            } else {
-                stored == wanted
-            };
+            return self.bytes.get(at..at + wanted.len()) == Some(wanted);
         }
         let mut rest = wanted;
         while !rest.is_empty() {
