@@ -87,12 +87,6 @@ impl Responder {
         }
     }
 
-    /// Counts a response the fast path replayed (`response` is its bytes).
-    pub fn record_replayed(&self, response: &[u8], took: std::time::Duration) {
-        self.metrics
-            .record(Transport::Udp, super::fast::outcome_of(response), took);
-    }
-
     /// The answer rules' settings.
     pub fn authority(&self) -> &Authority {
         &self.authority

@@ -11,12 +11,14 @@
 //!
 //! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
 //! the steady state takes no lock of its own and allocates no reply (the fast paths are the
-//! worker's own; the index is read through an atomic serial and a map read). With response rate limiting on, each response (replayed
-//! or not) passes [`RateLimiter::filter`] right before it is sent; with it off, that costs
-//! one `if`.
+//! worker's own; the index is read through an atomic serial and a map read). With response
+//! rate limiting on, each response (replayed or not) passes [`RateLimiter::filter`] right
+//! before it is sent; with it off, that costs one `if`. The fast paths' answers are counted
+//! once per batch, after its send, each with the batch's time from arrival to send (what the
+//! client waited on the server): the clock is read twice per batch, not per query.
 //!
 //! Invariants: an error from one datagram never ends a worker; only shutdown does, noticed
-//! within [`SHUTDOWN_POLL`] while idle.
+//! within [`SHUTDOWN_POLL`] while idle; every query received is counted once.
 
 use std::borrow::Cow;
 use std::io;
@@ -30,9 +32,10 @@ use tracing::debug;
 
 use super::answer::Authority;
 use super::direct::Direct;
-use super::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
+use super::fast::{AnswerCache, DEFAULT_CAPACITY, Validity, outcome_of};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
+use crate::metrics::QueryOutcome;
 use crate::sys::batch::{BATCH, Batch, Sender};
 
 /// How long an idle worker waits for a datagram before checking for shutdown.
@@ -72,6 +75,8 @@ pub fn serve_udp(
     let mut replies: Vec<(Vec<u8>, SocketAddr)> = (0..BATCH)
         .map(|_| (Vec::with_capacity(512), unspecified))
         .collect();
+    // What the fast paths answered in this batch: counted once it is sent.
+    let mut outcomes: Vec<QueryOutcome> = Vec::with_capacity(BATCH);
     while !shutdown.is_cancelled() {
         let count = match batch.receive(&socket) {
             Ok(count) => count,
@@ -88,14 +93,18 @@ pub fn serve_udp(
                 continue;
             }
         };
+        let arrived = Instant::now();
+        outcomes.clear();
         let mut used = 0;
         for i in 0..count {
             let Some((request, peer)) = batch.datagram(i) else {
                 continue;
             };
             let (reply, address) = &mut replies[used];
-            if !answer_into(&responder, &mut fast, request, peer, reply) {
-                continue;
+            match answer_into(&responder, &mut fast, request, peer, reply) {
+                Answered::Dropped => continue,
+                Answered::Counted => {}
+                Answered::Fast(outcome) => outcomes.push(outcome),
             }
             if let Some(limiter) = &limiter {
                 match limiter.filter(peer.ip(), reply) {
@@ -108,6 +117,9 @@ pub fn serve_udp(
             used += 1;
         }
         sender.send_all(&socket, &replies[..used]);
+        responder
+            .metrics()
+            .record_batch(Transport::Udp, &outcomes, arrived.elapsed());
     }
 }
 
@@ -142,37 +154,52 @@ pub fn answer(
     request: &[u8],
     peer: SocketAddr,
 ) -> Option<Vec<u8>> {
+    let started = Instant::now();
     let mut reply = Vec::new();
-    answer_into(responder, fast, request, peer, &mut reply).then_some(reply)
+    match answer_into(responder, fast, request, peer, &mut reply) {
+        Answered::Dropped => return None,
+        Answered::Counted => {}
+        Answered::Fast(outcome) => {
+            responder
+                .metrics()
+                .record(Transport::Udp, outcome, started.elapsed());
+        }
+    }
+    Some(reply)
 }
 
-/// [`answer`] into a reused buffer; false when the datagram must be dropped.
+/// What [`answer_into`] did with a datagram.
+enum Answered {
+    /// Nothing to send (the general path counted it).
+    Dropped,
+    /// Answered by the general path, which counted it.
+    Counted,
+    /// Answered by a fast path: the caller counts it.
+    Fast(QueryOutcome),
+}
+
+/// [`answer`] into a reused buffer, leaving the fast paths' answers for the caller to count.
 fn answer_into(
     responder: &Responder,
     fast: &mut FastPath,
     request: &[u8],
     peer: SocketAddr,
     reply: &mut Vec<u8>,
-) -> bool {
+) -> Answered {
     let index = responder.index();
     if !index.is_synced() {
         return general(responder, request, peer, reply);
     }
-    let started = Instant::now();
     // Read before anything is computed: an answer stored under it is never newer than it.
     let serial = index.serial();
     if fast.cache.answer(request, reply, serial) {
-        responder.record_replayed(reply, started.elapsed());
-        return true;
+        return Answered::Fast(outcome_of(reply));
     }
     if let Some(written) = fast
         .direct
         .answer(index, responder.max_udp_payload(), request, reply)
     {
         let outcome = written.outcome;
-        responder
-            .metrics()
-            .record(Transport::Udp, outcome, started.elapsed());
         // NXDOMAIN is not kept: those names are often asked once (random or mistyped ones)
         // and cheap to answer again.
         if outcome.rcode != Some(ResponseCode::NXDomain) {
@@ -182,21 +209,27 @@ fn answer_into(
             };
             fast.cache.store_if_seen(request, reply, validity);
         }
-        return true;
+        return Answered::Fast(outcome);
     }
-    if !general(responder, request, peer, reply) {
-        return false;
+    let answered = general(responder, request, peer, reply);
+    if matches!(answered, Answered::Counted) {
+        fast.cache.store(request, reply, Validity::Serial(serial));
     }
-    fast.cache.store(request, reply, Validity::Serial(serial));
-    true
+    answered
 }
 
-fn general(responder: &Responder, request: &[u8], peer: SocketAddr, reply: &mut Vec<u8>) -> bool {
+/// The general path's answer (it counts the query itself).
+fn general(
+    responder: &Responder,
+    request: &[u8],
+    peer: SocketAddr,
+    reply: &mut Vec<u8>,
+) -> Answered {
     match responder.respond(request, peer, Transport::Udp) {
         Some(response) => {
             *reply = response;
-            true
+            Answered::Counted
         }
-        None => false,
+        None => Answered::Dropped,
     }
 }

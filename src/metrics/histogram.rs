@@ -31,11 +31,20 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     /// Records one duration.
     pub fn record(&self, duration: Duration) {
+        self.record_many(duration, 1);
+    }
+
+    /// Records `count` equal durations (the queries of one batch).
+    pub fn record_many(&self, duration: Duration, count: u64) {
+        if count == 0 {
+            return;
+        }
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let bucket = (u64::BITS - micros.leading_zeros()) as usize;
-        self.buckets[bucket.min(BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.buckets[bucket.min(BUCKETS - 1)].fetch_add(count, Ordering::Relaxed);
+        self.count.fetch_add(count, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(micros.saturating_mul(count), Ordering::Relaxed);
     }
 
     /// Number of recorded durations.
@@ -101,5 +110,18 @@ mod tests {
             Some(Duration::from_micros(1 << 23))
         );
         assert_eq!(LatencyHistogram::default().quantile_bound(0.99), None);
+    }
+
+    #[test]
+    fn a_batch_counts_as_that_many_equal_durations() {
+        let (one_by_one, batched) = (LatencyHistogram::default(), LatencyHistogram::default());
+        for _ in 0..5 {
+            one_by_one.record(Duration::from_micros(40));
+        }
+        batched.record_many(Duration::from_micros(40), 5);
+        batched.record_many(Duration::from_micros(7), 0);
+        assert_eq!(batched.count(), 5);
+        assert_eq!(batched.sum(), Duration::from_micros(200));
+        assert_eq!(batched.cumulative(), one_by_one.cumulative());
     }
 }

@@ -119,6 +119,20 @@ impl Default for Metrics {
 impl Metrics {
     /// Records one query: no allocation, no lock.
     pub fn record(&self, transport: Transport, outcome: QueryOutcome, took: Duration) {
+        self.count(transport, outcome);
+        self.duration.record(took);
+    }
+
+    /// Records the queries of one batch, all answered in `took` (from the batch's arrival to
+    /// its responses' send): no allocation, no lock, one histogram update.
+    pub fn record_batch(&self, transport: Transport, outcomes: &[QueryOutcome], took: Duration) {
+        for outcome in outcomes {
+            self.count(transport, *outcome);
+        }
+        self.duration.record_many(took, outcomes.len() as u64);
+    }
+
+    fn count(&self, transport: Transport, outcome: QueryOutcome) {
         let qtype = outcome.qtype.map_or(QTYPES.len() - 1, qtype_index);
         self.queries[transport_index(transport)][qtype].fetch_add(1, Ordering::Relaxed);
         match outcome.rcode {
@@ -135,7 +149,6 @@ impl Metrics {
         if outcome.nodata {
             self.nodata.fetch_add(1, Ordering::Relaxed);
         }
-        self.duration.record(took);
     }
 
     /// Counts one UDP response dropped or slipped by response rate limiting.
@@ -233,7 +246,7 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
     histogram(
         &mut out,
         "peerdns_request_duration_seconds",
-        "Time from a query's bytes to its response's bytes.",
+        "Time from a query's bytes to its response's bytes (UDP fast paths: from its batch's arrival to the batch's send).",
         &metrics.duration,
     );
     gauge(
