@@ -12,7 +12,7 @@
 //!   its hostname, sorted; together they name each endpoint by each of its labels;
 //! - `srv_order` holds the index of every endpoint, once, sorted by (SRV label, index), and
 //!   `srv_targets_alone` is true only when each SRV label names its own endpoint and no other
-//!   (so an SRV answer needs no label lookup: see [`ServiceRecords::srv_target_alone`]);
+//!   (so an SRV answer needs no label lookup: see [`ServiceRecords::srv_targets_alone`]);
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`; the one
 //!   exception is the retired mark, which the writer sets (once, never cleared) after it has
 //!   published the value replacing this one or removed it, so caches of answers computed from
@@ -54,7 +54,7 @@ impl ReadyEndpoint {
     }
 
     /// Whether its hostname is `label`.
-    fn has_hostname(&self, label: &[u8]) -> bool {
+    fn hostname_is(&self, label: &[u8]) -> bool {
         self.has_hostname && self.srv_label.is(label)
     }
 }
@@ -164,7 +164,7 @@ impl ServiceRecords {
                 hostnames.push(position);
             }
             if let Some(pod_name) = pod_name
-                && endpoint.hostname().is_none_or(|h| h.as_str() != &*pod_name)
+                && !endpoint.hostname_is(pod_name.as_bytes())
             {
                 pod_names.push((pod_name, position));
             }
@@ -305,21 +305,20 @@ impl ServiceRecords {
                 .endpoints
                 .iter()
                 .enumerate()
-                .filter(|(_, endpoint)| endpoint.has_hostname(label))
+                .filter(|(_, endpoint)| endpoint.hostname_is(label))
                 .fold(0, |mask, (position, _)| mask | 1 << position);
             return Positions { run: &[], mask };
         }
-        let start = self
-            .hostnames
-            .partition_point(|p| self.hostname(*p) < label);
-        let length = self.hostnames[start..]
-            .iter()
-            .take_while(|p| self.hostname(**p) == label)
-            .count();
-        Positions {
-            run: &self.hostnames[start..start + length],
-            mask: 0,
-        }
+        let run = equal_range(
+            &self.hostnames,
+            |p| self.hostname(*p).cmp(label),
+            |p| {
+                self.endpoints
+                    .get(*p as usize)
+                    .is_some_and(|e| e.hostname_is(label))
+            },
+        );
+        Positions { run, mask: 0 }
     }
 
     fn hostname(&self, position: u32) -> &[u8] {

@@ -64,7 +64,8 @@ pub(crate) struct SrvEntry<'r> {
     /// The port.
     pub port: u16,
     /// The one endpoint `label` names, when the records say so without a lookup
-    /// ([`ServiceRecords::srv_targets_alone`]).
+    /// ([`ServiceRecords::srv_targets_alone`]). Part of equality: entries of two endpoints
+    /// never compare equal (their addresses differ).
     alone: Option<&'r ReadyEndpoint>,
 }
 
@@ -116,9 +117,9 @@ pub(crate) fn srv_entries<'r>(
     };
     match &records.kind {
         ServiceKind::Headless if records.srv_targets_alone() => {
-            // `srv_order` lists endpoints by label, and no two share one: sorting and
-            // deduplicating each endpoint's ports sorts and deduplicates the whole list
-            // without comparing a label.
+            // `srv_order` lists endpoints by label, and no two share one: sorting each
+            // endpoint's ports sorts the whole list without comparing a label, and only one
+            // endpoint's entries can be equal neighbours.
             for endpoint in records
                 .srv_order
                 .iter()
@@ -127,8 +128,8 @@ pub(crate) fn srv_entries<'r>(
                 let start = entries.len();
                 headless_entries(&mut entries, endpoint, Some(endpoint));
                 entries[start..].sort_unstable_by_key(|e| e.port);
-                dedup_ports_from(&mut entries, start);
             }
+            entries.dedup();
         }
         ServiceKind::Headless => {
             for endpoint in &records.endpoints {
@@ -151,19 +152,6 @@ pub(crate) fn srv_entries<'r>(
         ServiceKind::ExternalName(_) => {}
     }
     entries
-}
-
-/// Drops, from `entries[start..]` (one target's entries, sorted by port), each entry whose
-/// port equals the one before it.
-fn dedup_ports_from(entries: &mut Vec<SrvEntry<'_>>, start: usize) {
-    let mut kept = start;
-    for i in start..entries.len() {
-        if kept == start || entries[kept - 1].port != entries[i].port {
-            entries[kept] = entries[i];
-            kept += 1;
-        }
-    }
-    entries.truncate(kept);
 }
 
 /// Which ports an SRV answer lists.
