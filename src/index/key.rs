@@ -2,85 +2,29 @@
 //! when they are short (most Services), so a lookup compares the key without a trip to a
 //! separate heap string (on a large index that trip is a cache miss on every query).
 //!
-//! Invariants: a [`MapKey`] hashes, compares and borrows as the `[u8]` it spells (the
-//! [`std::borrow::Borrow`] contract), so a lookup passes bytes built on the stack; the bytes of
-//! a key built from a name and a namespace never exceed [`MAX_KEY_LEN`].
+//! Invariants: a [`MapKey`] hashes, compares and borrows as the `[u8]` it spells
+//! ([`super::inline`]), so a lookup passes bytes built on the stack by [`key_bytes`]; the bytes
+//! of a key built from a name and a namespace never exceed [`MAX_KEY_LEN`].
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
-
+use super::inline::InlineBytes;
 use crate::model::ServiceKey;
 
 /// Longest key: two labels of at most 63 bytes and a dot.
 pub const MAX_KEY_LEN: usize = 63 + 1 + 63;
 
-/// Bytes kept inline; longer keys go to the heap. 38 makes the key 40 bytes, the size of a
+/// `"<name>.<namespace>"`, inline up to 38 bytes: the key is then 40 bytes, the size of a
 /// boxed key plus the string's own allocation it replaces.
-const INLINE: usize = 38;
-
-/// `"<name>.<namespace>"`, inline when short.
-#[derive(Clone, Debug)]
-pub enum MapKey {
-    /// A key of at most [`INLINE`] bytes: the first `len` bytes of `bytes`.
-    Inline { len: u8, bytes: [u8; INLINE] },
-    /// A longer key.
-    Heap(Box<[u8]>),
-}
+pub type MapKey = InlineBytes<38>;
 
 impl MapKey {
     /// The key of Service `key`.
     pub fn of(key: &ServiceKey) -> Self {
         let mut buffer = [0u8; MAX_KEY_LEN];
         match key_bytes(&mut buffer, &key.namespace, &key.name) {
-            Some(bytes) => Self::from_bytes(bytes),
+            Some(bytes) => Self::new(bytes),
             // Longer names than Kubernetes allows still get a (heap) key of the same form.
-            None => Self::Heap(
-                format!("{}.{}", key.name, key.namespace)
-                    .into_bytes()
-                    .into(),
-            ),
+            None => Self::new(format!("{}.{}", key.name, key.namespace).as_bytes()),
         }
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Self {
-        if bytes.len() <= INLINE {
-            let mut inline = [0u8; INLINE];
-            inline[..bytes.len()].copy_from_slice(bytes);
-            Self::Inline {
-                len: bytes.len() as u8,
-                bytes: inline,
-            }
-        } else {
-            Self::Heap(bytes.into())
-        }
-    }
-
-    /// The key's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Self::Heap(bytes) => bytes,
-        }
-    }
-}
-
-impl Borrow<[u8]> for MapKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-impl PartialEq for MapKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for MapKey {}
-
-impl Hash for MapKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
     }
 }
 
@@ -143,7 +87,7 @@ mod tests {
             "a-much-longer-namespace-of-some-length",
             "svc",
         ));
-        assert!(matches!(long, MapKey::Heap(_)));
+        assert!(matches!(long, MapKey::Shared(_)));
         assert_eq!(
             long.as_bytes(),
             b"svc.a-much-longer-namespace-of-some-length"

@@ -8,113 +8,57 @@
 //!
 //! Invariants:
 //! - the bytes are exactly those of the `&str` the label was made from (valid UTF-8);
-//! - equality, order and hash are the string's, whichever form holds it (a label made from a
-//!   short string is always inline, so equal labels have the same form);
+//! - equality, order and hash are those of its bytes, whichever form holds them (byte order
+//!   is the strings' order): see [`super::inline`], which it is made of;
 //! - a `Label` is 32 bytes.
 
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use super::inline::InlineBytes;
 
 /// The longest label kept inline.
 pub const INLINE_LEN: usize = 30;
 
 /// A label's text, inline up to [`INLINE_LEN`] bytes.
-#[derive(Clone)]
-pub struct Label(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE_LEN] },
-    Shared(Arc<str>),
-}
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label(InlineBytes<INLINE_LEN>);
 
 impl Label {
     /// The label `text` (any string; DNS labels are at most 63 ASCII bytes).
     pub fn new(text: &str) -> Self {
-        match Self::inline(text) {
-            Some(label) => label,
-            None => Self(Repr::Shared(text.into())),
-        }
+        Self(InlineBytes::new(text.as_bytes()))
     }
 
     /// `text` as a label, sharing `text` itself when it is too long to be inline.
     pub fn from_shared(text: &Arc<str>) -> Self {
-        match Self::inline(text) {
-            Some(label) => label,
-            None => Self(Repr::Shared(text.clone())),
-        }
-    }
-
-    fn inline(text: &str) -> Option<Self> {
-        let len = u8::try_from(text.len())
-            .ok()
-            .filter(|len| usize::from(*len) <= INLINE_LEN)?;
-        let mut bytes = [0u8; INLINE_LEN];
-        bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Some(Self(Repr::Inline { len, bytes }))
+        Self(InlineBytes::from_shared(&Arc::from(text.clone())))
     }
 
     /// The label's bytes (what the wire writer copies and lookups compare).
     pub fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Shared(text) => text.as_bytes(),
-        }
+        self.0.as_bytes()
     }
 
     /// The label's text.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // Copied whole from a `&str`: the check cannot fail.
-            Repr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
-            Repr::Shared(text) => text,
-        }
+        // Made from a `&str`: the check cannot fail.
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The label's length in bytes.
     pub fn len(&self) -> usize {
-        match &self.0 {
-            Repr::Inline { len, .. } => usize::from(*len),
-            Repr::Shared(text) => text.len(),
-        }
+        self.0.len()
     }
 
     /// Whether the label is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
 
     /// Whether the label is `bytes`, comparing the length first (read from the label itself).
     pub fn is(&self, bytes: &[u8]) -> bool {
-        self.len() == bytes.len() && self.as_bytes() == bytes
-    }
-}
-
-impl PartialEq for Label {
-    fn eq(&self, other: &Self) -> bool {
-        self.is(other.as_bytes())
-    }
-}
-
-impl Eq for Label {}
-
-impl PartialOrd for Label {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Label {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        // UTF-8 byte order is the strings' order.
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl Hash for Label {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
+        self.0.is(bytes)
     }
 }
 
@@ -150,12 +94,12 @@ mod tests {
     fn short_labels_are_inline_and_long_ones_shared() {
         assert_eq!(std::mem::size_of::<Label>(), 32);
         let short = Label::new("web-0");
-        assert!(matches!(short.0, Repr::Inline { len: 5, .. }));
+        assert!(matches!(short.0, InlineBytes::Inline { len: 5, .. }));
         let longest = "a".repeat(INLINE_LEN);
-        assert!(matches!(Label::new(&longest).0, Repr::Inline { .. }));
+        assert!(matches!(Label::new(&longest).0, InlineBytes::Inline { .. }));
         let long: Arc<str> = "b".repeat(INLINE_LEN + 1).into();
         let shared = Label::from_shared(&long);
-        assert!(matches!(&shared.0, Repr::Shared(text) if Arc::ptr_eq(text, &long)));
+        assert!(matches!(&shared.0, InlineBytes::Shared(_)));
         assert_eq!(shared.as_str(), &*long);
         assert_eq!(shared.len(), INLINE_LEN + 1);
     }

@@ -20,6 +20,7 @@
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
 mod departures;
+mod inline;
 mod key;
 mod label;
 mod ptr;
