@@ -52,11 +52,17 @@ fn endpoint(rng: &mut Rng, service: usize, i: usize, family: AddressFamily) -> E
         )),
     };
     let named = rng.below(4) != 0;
+    // Every third Service's pods have names too long to be kept inline in the index (over 30
+    // bytes: `index::Label`), the others short ones.
+    let pod = match service % 3 {
+        2 => format!("a-statefulset-with-a-rather-long-name-{service}-{i}"),
+        _ => format!("svc{service}-{i}"),
+    };
     Endpoint {
         addresses: vec![ip],
         ready: rng.below(5) != 0,
-        hostname: named.then(|| format!("svc{service}-{i}")),
-        pod_name: Some(format!("svc{service}-{i}")),
+        hostname: named.then(|| pod.clone()),
+        pod_name: Some(pod),
     }
 }
 
