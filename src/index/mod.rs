@@ -44,6 +44,7 @@ pub use records::{
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
+use crate::sys::prefetch::prefetch_arc;
 
 /// The name an address's PTR record points at: `<label>.<svc>.<ns>.svc.<zone>.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +110,18 @@ impl Index {
             .services
             .get(key)
             .map(|entry| entry.value().clone())
+    }
+
+    /// Asks the CPU to start loading Service `name`'s records (both lowercase), for a
+    /// [`Self::service`] soon after: a batch asks for all of its Services first, so their
+    /// loads overlap. Reads the map (its slot for the name) but not the records.
+    pub fn prefetch_service(&self, namespace: &str, name: &str) {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        if let Some(key) = key_bytes(&mut buffer, namespace, name)
+            && let Some(entry) = self.shared.services.get(key)
+        {
+            prefetch_arc(entry.value());
+        }
     }
 
     /// Whether some Service lives in `namespace`, so `<ns>.svc.<zone>` exists (R9).

@@ -27,6 +27,7 @@ use super::label::Label;
 use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
 use crate::model::{Port, ServiceKind};
+use crate::sys::prefetch::prefetch_slice;
 
 /// A ready endpoint address with what its names need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,6 +215,16 @@ impl ServiceRecords {
         self.retired.0.load(Ordering::Acquire)
     }
 
+    /// Asks the CPU to start loading what an answer from these records reads first: the
+    /// endpoints (up to [`PREFETCHED_LINES`] cache lines of them) and, for an SRV answer, their
+    /// SRV order. A hint for a batch that looks up every Service before it writes any answer.
+    pub fn prefetch(&self, srv: bool) {
+        prefetch_slice(&self.endpoints, PREFETCHED_LINES);
+        if srv {
+            prefetch_slice(&self.srv_order, 1);
+        }
+    }
+
     /// Whether each endpoint's SRV label names that endpoint and no other, so an SRV target's
     /// addresses are its own endpoint's and need no lookup by label.
     pub fn srv_targets_alone(&self) -> bool {
@@ -325,6 +336,11 @@ impl ServiceRecords {
         hostname_of(&self.endpoints, position)
     }
 }
+
+/// Cache lines of endpoints [`ServiceRecords::prefetch`] asks for: a small Service's all (16
+/// endpoints of 72 bytes); a larger one's first ones, after which the reads are sequential
+/// and the CPU's own prefetcher follows.
+const PREFETCHED_LINES: usize = 18;
 
 /// Services with at most this many endpoints are searched by scanning them (no more than 32:
 /// a [`Positions`] mask holds their matches).

@@ -13,6 +13,11 @@
 //!  anything else (ClusterIP, ExternalName, PTR, apex, other types, no room) -> None
 //! ```
 //!
+//! A batch takes two stages: [`Direct::prepare`] reads every question and looks its Service
+//! up (starting the loads of the records an answer reads: on a large cluster they are rarely
+//! in the CPU's caches, and asked for together they arrive together), then [`Direct::write`]
+//! answers each; [`Direct::answer`] does both for one.
+//!
 //! The record rules are the general path's own where they can be shared (`srv_entries`,
 //! [`ServiceRecords::endpoints_labelled`], [`srv_weight`], the name parser); what is written
 //! here is which section each record goes to, in the same order as `answer/` builds them.
@@ -98,7 +103,7 @@ impl Direct {
     }
 
     /// Writes the response to `request` into `out` and says what it was; `None` (and `out`
-    /// untouched) when the general path must answer.
+    /// untouched) when the general path must answer. [`Self::prepare`] then [`Self::write`].
     pub fn answer(
         &mut self,
         index: &Index,
@@ -106,6 +111,26 @@ impl Direct {
         request: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Written> {
+        let mut lowered = std::mem::take(&mut self.lowered);
+        let written = self
+            .prepare(index, request, &mut lowered)
+            .and_then(|mut prepared| {
+                self.look_up(index, &mut prepared);
+                self.write(index, max_udp_payload, prepared, out)
+            });
+        self.lowered = lowered;
+        written
+    }
+
+    /// Stage one: reads `request` (its name lowercased into `lowered`), places it in a zone and
+    /// asks the CPU to start loading the Service it names. `None` when the question is not one
+    /// this path answers.
+    pub fn prepare<'q>(
+        &self,
+        index: &Index,
+        request: &'q [u8],
+        lowered: &'q mut Vec<u8>,
+    ) -> Option<Prepared<'q>> {
         let plain = plain(request)?;
         let raw = plain.question;
         let n = raw.len();
@@ -117,46 +142,68 @@ impl Direct {
         if !index.is_synced() {
             return None;
         }
-        let mut lowered = std::mem::take(&mut self.lowered);
         lowered.clear();
         lowered.extend_from_slice(&raw[..n - 4]);
         lowered.make_ascii_lowercase();
-        let question = Question {
-            request,
-            raw,
-            lowered: &lowered,
-            qtype,
-            edns_payload: plain.edns_payload,
-        };
-        let result = self.lookup_and_write(index, max_udp_payload, &question, out);
-        self.lowered = lowered;
-        result
+        let lowered: &'q [u8] = lowered;
+        let mut labels: [&[u8]; MAX_QUESTION_LABELS] = [&[]; MAX_QUESTION_LABELS];
+        let mut starts = [0usize; MAX_QUESTION_LABELS];
+        let count = split_labels(lowered, &mut labels, &mut starts)?;
+        let (zone, left) = self.names.locate(lowered, &starts[..count])?;
+        let name = parse_forward(&labels[..left]);
+        if let Some((namespace, service)) = service_of(&name) {
+            index.prefetch_service(namespace, service);
+        }
+        Some(Prepared {
+            question: Question {
+                request,
+                raw,
+                lowered,
+                qtype,
+                edns_payload: plain.edns_payload,
+            },
+            zone,
+            name,
+            records: None,
+        })
     }
 
-    fn lookup_and_write(
+    /// Stage two: looks up the Service a prepared question names (its map slot and records
+    /// already on their way after [`Self::prepare`]) and asks for the arrays an answer reads.
+    pub fn look_up(&self, index: &Index, prepared: &mut Prepared<'_>) {
+        let Some((namespace, service)) = service_of(&prepared.name) else {
+            return;
+        };
+        prepared.records = index.service(namespace, service);
+        if let Some(records) = &prepared.records {
+            let srv = prepared.question.qtype == TYPE_SRV
+                && !matches!(prepared.name, ForwardName::Endpoint { .. });
+            records.prefetch(srv);
+        }
+    }
+
+    /// Stage three: writes the response to a prepared question into `out` and says what it was;
+    /// `None` (and `out` untouched) when the general path must answer. The answer is computed
+    /// from the records [`Self::prepare`] read, as they were published then.
+    pub fn write(
         &mut self,
         index: &Index,
         max_udp_payload: u16,
-        question: &Question<'_>,
+        prepared: Prepared<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Written> {
-        let mut labels: [&[u8]; MAX_QUESTION_LABELS] = [&[]; MAX_QUESTION_LABELS];
-        let mut starts = [0usize; MAX_QUESTION_LABELS];
-        let count = split_labels(question.lowered, &mut labels, &mut starts)?;
-        let (zone, left) = self.names.locate(question.lowered, &starts[..count])?;
-        let name = parse_forward(&labels[..left]);
+        let Prepared {
+            question,
+            zone,
+            name,
+            records: held,
+        } = prepared;
         let qtype = question.qtype;
         let mut found_addresses = std::mem::take(&mut self.addresses);
         found_addresses.clear();
-        let mut held: Option<Arc<ServiceRecords>> = None;
         let finding = match name {
-            ForwardName::Endpoint {
-                namespace,
-                service,
-                label,
-            } => match index.service(namespace, service) {
-                Some(found) if !is_external(&found) => {
-                    let records: &ServiceRecords = held.insert(found);
+            ForwardName::Endpoint { label, .. } => match held.as_deref() {
+                Some(records) if !is_external(records) => {
                     let mut labelled = records.endpoints_labelled(label).peekable();
                     if labelled.peek().is_none() {
                         Finding::NxDomain
@@ -168,37 +215,30 @@ impl Direct {
                 }
                 _ => Finding::NxDomain,
             },
-            ForwardName::Service { namespace, service } => {
-                match index.service(namespace, service) {
-                    None => Finding::NxDomain,
-                    Some(found) if !matches!(found.kind, ServiceKind::Headless) => return None,
-                    Some(found) => {
-                        let records: &ServiceRecords = held.insert(found);
-                        if records.endpoints.is_empty() {
-                            Finding::NxDomain
-                        } else if qtype == TYPE_SRV {
-                            srv(records, PortFilter::All, namespace, service)
-                        } else {
-                            let ips = records.endpoints.iter().map(|e| e.ip);
-                            addresses(ips, qtype, &mut found_addresses)
-                        }
+            ForwardName::Service { namespace, service } => match held.as_deref() {
+                None => Finding::NxDomain,
+                Some(records) if !matches!(records.kind, ServiceKind::Headless) => return None,
+                Some(records) => {
+                    if records.endpoints.is_empty() {
+                        Finding::NxDomain
+                    } else if qtype == TYPE_SRV {
+                        srv(records, PortFilter::All, namespace, service)
+                    } else {
+                        let ips = records.endpoints.iter().map(|e| e.ip);
+                        addresses(ips, qtype, &mut found_addresses)
                     }
                 }
-            }
+            },
             ForwardName::Port {
                 namespace,
                 service,
                 port,
                 protocol,
-            } => match (
-                index.service(namespace, service),
-                Protocol::from_label(protocol),
-            ) {
-                (Some(found), Some(protocol)) if !is_external(&found) => {
-                    if !matches!(found.kind, ServiceKind::Headless) {
+            } => match (held.as_deref(), Protocol::from_label(protocol)) {
+                (Some(records), Some(protocol)) if !is_external(records) => {
+                    if !matches!(records.kind, ServiceKind::Headless) {
                         return None;
                     }
-                    let records: &ServiceRecords = held.insert(found);
                     match srv(
                         records,
                         PortFilter::Named(port, protocol),
@@ -218,7 +258,7 @@ impl Direct {
             ForwardName::Namespace(_) | ForwardName::Nonexistent => Finding::NxDomain,
             _ => return None,
         };
-        let outcome = self.write(index, max_udp_payload, question, zone, finding, out);
+        let outcome = self.write_finding(index, max_udp_payload, &question, zone, finding, out);
         self.addresses = found_addresses;
         Some(Written {
             outcome: outcome?,
@@ -228,7 +268,7 @@ impl Direct {
 
     /// Writes the response for `finding`; `None` when a name cannot be written or the
     /// response does not fit (the general path then decides).
-    fn write(
+    fn write_finding(
         &mut self,
         index: &Index,
         max_udp_payload: u16,
@@ -378,7 +418,21 @@ pub struct Written {
     pub records: Option<Arc<ServiceRecords>>,
 }
 
+/// A question the direct path takes, read and looked up ([`Direct::prepare`]) but not yet
+/// answered ([`Direct::write`]). It holds the Service's records it found, so a batch can look
+/// every datagram's Service up (and start loading their records) before it writes.
+#[derive(Debug)]
+pub struct Prepared<'q> {
+    question: Question<'q>,
+    /// Which forward zone the name is in.
+    zone: usize,
+    name: ForwardName<'q>,
+    /// The Service the name names, as published when it was read.
+    records: Option<Arc<ServiceRecords>>,
+}
+
 /// One question, read.
+#[derive(Debug)]
 struct Question<'q> {
     /// The whole request (ID and flags are copied from it).
     request: &'q [u8],
@@ -389,6 +443,20 @@ struct Question<'q> {
     qtype: u16,
     /// The UDP size the client offered, when it sent OPT.
     edns_payload: Option<u16>,
+}
+
+/// The (namespace, Service) a name is at or below, when it names one.
+fn service_of<'a>(name: &ForwardName<'a>) -> Option<(&'a str, &'a str)> {
+    match *name {
+        ForwardName::Endpoint {
+            namespace, service, ..
+        }
+        | ForwardName::Service { namespace, service }
+        | ForwardName::Port {
+            namespace, service, ..
+        } => Some((namespace, service)),
+        _ => None,
+    }
 }
 
 /// The addresses of the asked family among `ips`, in order, collected in `found`.
