@@ -3,22 +3,28 @@
 //! answerer (`direct/`).
 //!
 //! ```text
-//!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> for each datagram:
-//!                       replay, else direct path, else general path (Responder)
+//!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> answer_batch:
+//!                       1. each datagram: replay, else read it (direct path) and ask the
+//!                          CPU for its Service's map entry
+//!                       2. each read one: look its Service up, ask for the records' arrays
+//!                       3. each left: write it (direct path), else general path (Responder)
 //!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
 //! ```
 //!
 //! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
 //! the steady state takes no lock of its own and allocates no reply (the fast paths are the
-//! worker's own; the index is read through an atomic serial and a map read). With response
-//! rate limiting on, each response (replayed or not) passes [`RateLimiter::filter`] right
-//! before it is sent; with it off, that costs one `if`. The fast paths' answers are counted
-//! once per batch, after its send, each with the batch's time from arrival to send (what the
-//! client waited on the server): the clock is read twice per batch, not per query.
+//! worker's own; the index is read through an atomic serial and a map read). The stages exist
+//! for the CPU's caches: on a large cluster a Service's entry and records are rarely cached,
+//! and a batch's loads, started together, overlap. With response rate limiting on, each
+//! response (replayed or not) passes [`RateLimiter::filter`] right before it is sent; with it
+//! off, that costs one `if`. The fast paths' answers are counted once per batch, after its
+//! send, each with the batch's time from arrival to send (what the client waited on the
+//! server): the clock is read twice per batch, not per query.
 //!
 //! Invariants: an error from one datagram never ends a worker; only shutdown does, noticed
-//! within [`SHUTDOWN_POLL`] while idle; every query received is counted once.
+//! within [`SHUTDOWN_POLL`] while idle; every query received is counted once; a datagram's
+//! answer does not depend on the others in its batch.
 
 use std::borrow::Cow;
 use std::io;
@@ -31,10 +37,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::answer::Authority;
-use super::direct::Direct;
+use super::direct::{Direct, Prepared};
 use super::fast::{AnswerCache, DEFAULT_CAPACITY, Validity, outcome_of};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
+use crate::index::ServiceRecords;
 use crate::metrics::QueryOutcome;
 use crate::sys::batch::{BATCH, Batch, Sender};
 
@@ -70,13 +77,8 @@ pub fn serve_udp(
     let mut batch = Batch::default();
     let mut sender = Sender::default();
     let mut fast = FastPath::new(responder.authority());
-    // One reply buffer per datagram of a batch, reused: a steady stream allocates nothing.
+    let mut replies = Replies::default();
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-    let mut replies: Vec<(Vec<u8>, SocketAddr)> = (0..BATCH)
-        .map(|_| (Vec::with_capacity(512), unspecified))
-        .collect();
-    // What the fast paths answered in this batch: counted once it is sent.
-    let mut outcomes: Vec<QueryOutcome> = Vec::with_capacity(BATCH);
     while !shutdown.is_cancelled() {
         let count = match batch.receive(&socket) {
             Ok(count) => count,
@@ -94,18 +96,21 @@ pub fn serve_udp(
             }
         };
         let arrived = Instant::now();
-        outcomes.clear();
+        let mut datagrams = [(&[][..], unspecified); BATCH];
+        let mut received = 0;
+        for datagram in (0..count).filter_map(|i| batch.datagram(i)) {
+            datagrams[received] = datagram;
+            received += 1;
+        }
+        let datagrams = &datagrams[..received];
+        answer_batch(&responder, &mut fast, datagrams, &mut replies);
+        // Move the replies to send to the front, in order, past the rate limiter.
         let mut used = 0;
-        for i in 0..count {
-            let Some((request, peer)) = batch.datagram(i) else {
+        for (i, &(_, peer)) in datagrams.iter().enumerate() {
+            if !replies.ready[i] {
                 continue;
-            };
-            let (reply, address) = &mut replies[used];
-            match answer_into(&responder, &mut fast, request, peer, reply) {
-                Answered::Dropped => continue,
-                Answered::Counted => {}
-                Answered::Fast(outcome) => outcomes.push(outcome),
             }
+            let reply = &mut replies.slots[i].0;
             if let Some(limiter) = &limiter {
                 match limiter.filter(peer.ip(), reply) {
                     Some(Cow::Borrowed(_)) => {}
@@ -113,21 +118,25 @@ pub fn serve_udp(
                     None => continue,
                 }
             }
-            *address = peer;
+            replies.slots[i].1 = peer;
+            replies.slots.swap(used, i);
             used += 1;
         }
-        sender.send_all(&socket, &replies[..used]);
+        sender.send_all(&socket, &replies.slots[..used]);
         responder
             .metrics()
-            .record_batch(Transport::Udp, &outcomes, arrived.elapsed());
+            .record_batch(Transport::Udp, &replies.outcomes, arrived.elapsed());
     }
 }
 
-/// One receive loop's fast paths: the answer cache and the direct answerer.
+/// One receive loop's fast paths: the answer cache and the direct answerer, and the scratch
+/// a batch's questions are read into.
 #[derive(Debug)]
 pub struct FastPath {
     direct: Direct,
     cache: AnswerCache,
+    /// One buffer per datagram of a batch for its lowercased name (kept: no allocation).
+    lowered: Vec<Vec<u8>>,
 }
 
 impl FastPath {
@@ -136,6 +145,7 @@ impl FastPath {
         Self {
             direct: Direct::new(authority),
             cache: AnswerCache::new(DEFAULT_CAPACITY),
+            lowered: (0..BATCH).map(|_| Vec::with_capacity(256)).collect(),
         }
     }
 
@@ -145,9 +155,146 @@ impl FastPath {
     }
 }
 
-/// The response to one datagram: replayed from the cache when it holds a valid answer, else
-/// written by the direct path when it takes the question, else by the general path (either
-/// then cached). `None` when the datagram must be dropped.
+/// The replies to one batch, by the position of their datagram; buffers are reused from batch
+/// to batch, so a steady stream allocates nothing.
+#[derive(Debug, Default)]
+pub struct Replies {
+    /// Reply bytes and destination, one per datagram of the batch (more may be left over
+    /// from a larger batch before).
+    slots: Vec<(Vec<u8>, SocketAddr)>,
+    /// Whether the datagram at the same position got a reply (else it is dropped).
+    ready: Vec<bool>,
+    /// What the fast paths answered in this batch, for the caller to count: the general
+    /// path counts its own.
+    outcomes: Vec<QueryOutcome>,
+}
+
+impl Replies {
+    /// The reply to the batch's datagram `i`, if it got one.
+    pub fn reply(&self, i: usize) -> Option<&[u8]> {
+        self.ready
+            .get(i)
+            .copied()
+            .unwrap_or(false)
+            .then(|| self.slots[i].0.as_slice())
+    }
+
+    /// What the fast paths answered in the last batch.
+    pub fn fast_outcomes(&self) -> &[QueryOutcome] {
+        &self.outcomes
+    }
+
+    /// Empties the replies for a batch of `count` datagrams.
+    fn start(&mut self, count: usize) {
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        if self.slots.len() < count {
+            self.slots
+                .resize_with(count, || (Vec::with_capacity(512), unspecified));
+        }
+        self.ready.clear();
+        self.ready.resize(count, false);
+        self.outcomes.clear();
+    }
+}
+
+/// Answers a batch of datagrams into `replies` (the reply to datagram `i` in slot `i`), in
+/// stages, [`BATCH`] datagrams at a time: each datagram is replayed from the answer cache or
+/// read by the direct path, which asks the CPU for its Service's map entry; then the Services
+/// are looked up, asking for the records an answer reads; then each answer is written (by the
+/// direct path or, failing that, the general path). On a large cluster those reads rarely hit
+/// the CPU's caches: asked for a batch at a time, their waits overlap instead of adding up.
+///
+/// Every datagram gets the answer it would get alone ([`answer`]): the stages only move the
+/// reads earlier. The serial an answer is cached under is read before the batch's first
+/// lookup, so it is never newer than what the answer was computed from.
+pub fn answer_batch(
+    responder: &Responder,
+    fast: &mut FastPath,
+    datagrams: &[(&[u8], SocketAddr)],
+    replies: &mut Replies,
+) {
+    replies.start(datagrams.len());
+    for (chunk, first) in datagrams.chunks(BATCH).zip((0..).step_by(BATCH)) {
+        answer_chunk(responder, fast, chunk, first, replies);
+    }
+}
+
+/// [`answer_batch`] for at most [`BATCH`] datagrams, the first of which is datagram `first`.
+fn answer_chunk(
+    responder: &Responder,
+    fast: &mut FastPath,
+    datagrams: &[(&[u8], SocketAddr)],
+    first: usize,
+    replies: &mut Replies,
+) {
+    let index = responder.index();
+    let FastPath {
+        direct,
+        cache,
+        lowered,
+    } = fast;
+    let synced = index.is_synced();
+    // Read before anything is computed: an answer stored under it is never newer than it.
+    let serial = index.serial();
+    let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
+    let mut replayed = [false; BATCH];
+    for (i, ((request, _), scratch)) in datagrams.iter().zip(lowered.iter_mut()).enumerate() {
+        if !synced {
+            continue;
+        }
+        let reply = &mut replies.slots[first + i].0;
+        if cache.answer(request, reply, serial) {
+            replies.outcomes.push(outcome_of(reply));
+            (replayed[i], replies.ready[first + i]) = (true, true);
+            continue;
+        }
+        prepared[i] = direct.prepare(index, request, scratch);
+    }
+    for prepared in prepared.iter_mut().flatten() {
+        direct.look_up(index, prepared);
+    }
+    for (i, &(request, peer)) in datagrams.iter().enumerate() {
+        if replayed[i] {
+            continue;
+        }
+        let reply = &mut replies.slots[first + i].0;
+        let written = prepared[i]
+            .take()
+            .and_then(|prepared| direct.write(index, responder.max_udp_payload(), prepared, reply));
+        let answered = match written {
+            Some(written) => {
+                keep_direct_answer(
+                    cache,
+                    request,
+                    reply,
+                    written.records,
+                    &written.outcome,
+                    serial,
+                );
+                Answered::Fast(written.outcome)
+            }
+            None => general(
+                responder,
+                cache,
+                synced.then_some(serial),
+                request,
+                peer,
+                reply,
+            ),
+        };
+        match answered {
+            Answered::Dropped => {}
+            Answered::Counted => replies.ready[first + i] = true,
+            Answered::Fast(outcome) => {
+                replies.outcomes.push(outcome);
+                replies.ready[first + i] = true;
+            }
+        }
+    }
+}
+
+/// The response to one datagram, as [`answer_batch`] gives it in a batch of one; `None` when
+/// the datagram must be dropped. Counts the answer in the metrics.
 pub fn answer(
     responder: &Responder,
     fast: &mut FastPath,
@@ -155,72 +302,53 @@ pub fn answer(
     peer: SocketAddr,
 ) -> Option<Vec<u8>> {
     let started = Instant::now();
-    let mut reply = Vec::new();
-    match answer_into(responder, fast, request, peer, &mut reply) {
-        Answered::Dropped => return None,
-        Answered::Counted => {}
-        Answered::Fast(outcome) => {
-            responder
-                .metrics()
-                .record(Transport::Udp, outcome, started.elapsed());
-        }
-    }
-    Some(reply)
+    let mut replies = Replies::default();
+    answer_batch(responder, fast, &[(request, peer)], &mut replies);
+    responder
+        .metrics()
+        .record_batch(Transport::Udp, &replies.outcomes, started.elapsed());
+    replies.reply(0)?;
+    Some(std::mem::take(&mut replies.slots[0].0))
 }
 
-/// What [`answer_into`] did with a datagram.
+/// What became of a datagram the cache did not replay.
 enum Answered {
     /// Nothing to send (the general path counted it).
     Dropped,
     /// Answered by the general path, which counted it.
     Counted,
-    /// Answered by a fast path: the caller counts it.
+    /// Answered by the direct path: the caller counts it.
     Fast(QueryOutcome),
 }
 
-/// [`answer`] into a reused buffer, leaving the fast paths' answers for the caller to count.
-fn answer_into(
-    responder: &Responder,
-    fast: &mut FastPath,
+/// Caches a direct answer worth keeping: valid while the records it read are published (a
+/// positive answer), else while the serial read before it holds.
+fn keep_direct_answer(
+    cache: &mut AnswerCache,
     request: &[u8],
-    peer: SocketAddr,
-    reply: &mut Vec<u8>,
-) -> Answered {
-    let index = responder.index();
-    if !index.is_synced() {
-        return general(responder, request, peer, reply);
+    reply: &[u8],
+    records: Option<Arc<ServiceRecords>>,
+    outcome: &QueryOutcome,
+    serial: u32,
+) {
+    // NXDOMAIN is not kept: those names are often asked once (random or mistyped ones) and
+    // cheap to answer again.
+    if outcome.rcode == Some(ResponseCode::NXDomain) {
+        return;
     }
-    // Read before anything is computed: an answer stored under it is never newer than it.
-    let serial = index.serial();
-    if fast.cache.answer(request, reply, serial) {
-        return Answered::Fast(outcome_of(reply));
-    }
-    if let Some(written) = fast
-        .direct
-        .answer(index, responder.max_udp_payload(), request, reply)
-    {
-        let outcome = written.outcome;
-        // NXDOMAIN is not kept: those names are often asked once (random or mistyped ones)
-        // and cheap to answer again.
-        if outcome.rcode != Some(ResponseCode::NXDomain) {
-            let validity = match written.records {
-                Some(records) if !outcome.nodata => Validity::records(&records),
-                _ => Validity::Serial(serial),
-            };
-            fast.cache.store_if_seen(request, reply, validity);
-        }
-        return Answered::Fast(outcome);
-    }
-    let answered = general(responder, request, peer, reply);
-    if matches!(answered, Answered::Counted) {
-        fast.cache.store(request, reply, Validity::Serial(serial));
-    }
-    answered
+    let validity = match records {
+        Some(records) if !outcome.nodata => Validity::records(&records),
+        _ => Validity::Serial(serial),
+    };
+    cache.store_if_seen(request, reply, validity);
 }
 
-/// The general path's answer (it counts the query itself).
+/// The general path's answer (it counts the query itself), cached under `serial` when there
+/// is one (the index was synced when it was read).
 fn general(
     responder: &Responder,
+    cache: &mut AnswerCache,
+    serial: Option<u32>,
     request: &[u8],
     peer: SocketAddr,
     reply: &mut Vec<u8>,
@@ -228,6 +356,9 @@ fn general(
     match responder.respond(request, peer, Transport::Udp) {
         Some(response) => {
             *reply = response;
+            if let Some(serial) = serial {
+                cache.store(request, reply, Validity::Serial(serial));
+            }
             Answered::Counted
         }
         None => Answered::Dropped,

@@ -10,7 +10,7 @@ use hickory_proto::rr::RecordType;
 use peerdns::config::{Config, SrvTargetStyle};
 use peerdns::dns::direct::Direct;
 use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
-use peerdns::dns::udp::{FastPath, answer};
+use peerdns::dns::udp::{FastPath, Replies, answer_batch};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::{Index, IndexWriter, dashed_ip};
 use peerdns::metrics::Metrics;
@@ -401,28 +401,45 @@ fn replays_are_never_stale_while_the_index_changes() {
         .collect();
     let churn = Churn::start(writer, 1);
     let mut rng = Rng(3);
-    // The UDP worker's own pipeline: answer cache, direct path, general path.
+    // The UDP worker's own pipeline (answer cache, direct path, general path), in batches of
+    // one to eight datagrams: a batch's lookups all happen before its answers are written.
     let mut fast = FastPath::new(responder.authority());
+    let mut replies = Replies::default();
     let (mut checked, mut replays_checked) = (0, 0);
-    for round in 0..20_000u32 {
-        let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
-        let request = variant(&Ask::new(name, *rtype), round as u16, &mut rng);
+    for round in 0..5_000u32 {
+        let size = 1 + rng.below(8) as usize;
+        let asked: Vec<(&String, &RecordType)> = (0..size)
+            .map(|_| {
+                let (name, rtype) = &all[rng.below(all.len() as u64) as usize];
+                (name, rtype)
+            })
+            .collect();
+        let requests: Vec<Vec<u8>> = asked
+            .iter()
+            .map(|(name, rtype)| variant(&Ask::new(name, **rtype), round as u16, &mut rng))
+            .collect();
+        let datagrams: Vec<(&[u8], SocketAddr)> =
+            requests.iter().map(|r| (r.as_slice(), SOURCE)).collect();
         let serial = index.serial();
         let replayed_before = fast.replayed();
-        let served = answer(&responder, &mut fast, &request, SOURCE).unwrap();
-        let replayed = fast.replayed() > replayed_before;
+        answer_batch(&responder, &mut fast, &datagrams, &mut replies);
+        let replayed = fast.replayed() - replayed_before;
         // What is served must equal what the general path answers at the same serial (a
         // publish in between legitimately changes it).
         let _quiet = churn.quiet();
-        let expected = responder.respond(&request, SOURCE, Transport::Udp).unwrap();
-        if index.serial() == serial {
+        if index.serial() != serial {
+            continue;
+        }
+        for (i, ((name, rtype), request)) in asked.iter().zip(&requests).enumerate() {
+            let expected = responder.respond(request, SOURCE, Transport::Udp).unwrap();
             assert_eq!(
-                served, expected,
+                replies.reply(i),
+                Some(expected.as_slice()),
                 "round {round}: {name} {rtype} served a stale answer"
             );
             checked += 1;
-            replays_checked += usize::from(replayed);
         }
+        replays_checked += replayed as usize;
     }
     churn.stop();
     let serials_seen = index.serial();
@@ -435,4 +452,55 @@ fn replays_are_never_stale_while_the_index_changes() {
         serials_seen > 50,
         "the index barely changed ({serials_seen})"
     );
+}
+
+#[test]
+fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
+    let (responder, index, mut writer) = responder();
+    let keys = generate(&mut writer, 0x2545_f491_4f6c_dd1d);
+    writer.mark_synced();
+    let mut rng = Rng(17);
+    let mut requests: Vec<Vec<u8>> = questions(&index, &keys)
+        .iter()
+        .enumerate()
+        .map(|(i, (name, rtype))| variant(&Ask::new(name, *rtype), i as u16, &mut rng))
+        .collect();
+    // Datagrams the fast paths refuse, among the others: not a query, cut short, garbage.
+    requests.extend([vec![0x12, 0x34, 0x81, 0x00], vec![0xff; 40], Vec::new()]);
+    for i in (1..requests.len()).rev() {
+        requests.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut fast = FastPath::new(responder.authority());
+    let mut replies = Replies::default();
+    let (mut compared, mut dropped) = (0, 0);
+    // Twice: the second time, replays mix with direct and general answers in each batch.
+    for pass in 0..2 {
+        let mut at = 0;
+        while at < requests.len() {
+            // Batches of every size up to past one receive's (answered in chunks).
+            let size = (1 + rng.below(40) as usize).min(requests.len() - at);
+            let batch = &requests[at..at + size];
+            let datagrams: Vec<(&[u8], SocketAddr)> =
+                batch.iter().map(|r| (r.as_slice(), SOURCE)).collect();
+            answer_batch(&responder, &mut fast, &datagrams, &mut replies);
+            for (i, request) in batch.iter().enumerate() {
+                let alone = responder.respond(request, SOURCE, Transport::Udp);
+                assert_eq!(
+                    replies.reply(i),
+                    alone.as_deref(),
+                    "pass {pass}: datagram {} of a batch of {size} differs from its answer alone",
+                    i
+                );
+                compared += 1;
+                dropped += usize::from(alone.is_none());
+            }
+            at += size;
+        }
+    }
+    assert!(compared > 2000, "{compared} answers compared");
+    assert!(
+        dropped >= 2,
+        "the garbage datagrams were answered: {dropped} dropped"
+    );
+    assert!(fast.replayed() > 500, "{} replays", fast.replayed());
 }
