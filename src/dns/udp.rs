@@ -7,6 +7,7 @@
 //!                       1. each datagram: replay, else read it (direct path) and ask the
 //!                          CPU for its Service's map entry
 //!                       2. each read one: look its Service up, ask for the records' arrays
+//!                          (then, for SRV, for the ports those arrays point at)
 //!                       3. each left: write it (direct path), else general path (Responder)
 //!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
@@ -252,6 +253,9 @@ fn answer_chunk(
     }
     for prepared in prepared.iter_mut().flatten() {
         direct.look_up(index, prepared);
+    }
+    for prepared in prepared.iter().flatten() {
+        direct.prefetch_ports(prepared);
     }
     for (i, &(request, peer)) in datagrams.iter().enumerate() {
         if replayed[i] {

@@ -225,6 +225,17 @@ impl ServiceRecords {
         }
     }
 
+    /// Asks for the ports an SRV answer lists (those of the first and last endpoints' slices:
+    /// a Service's slices usually share them), once [`Self::prefetch`]'s loads have arrived.
+    pub fn prefetch_ports(&self) {
+        if let (Some(first), Some(last)) = (self.endpoints.first(), self.endpoints.last()) {
+            prefetch_slice(&first.ports, 2);
+            if !Arc::ptr_eq(&first.ports, &last.ports) {
+                prefetch_slice(&last.ports, 2);
+            }
+        }
+    }
+
     /// Whether each endpoint's SRV label names that endpoint and no other, so an SRV target's
     /// addresses are its own endpoint's and need no lookup by label.
     pub fn srv_targets_alone(&self) -> bool {

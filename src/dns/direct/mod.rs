@@ -182,6 +182,17 @@ impl Direct {
         }
     }
 
+    /// Between stages two and three, for an SRV question: asks for the ports its answer lists
+    /// (read from the endpoints [`Self::look_up`] asked for).
+    pub fn prefetch_ports(&self, prepared: &Prepared<'_>) {
+        if prepared.question.qtype == TYPE_SRV
+            && !matches!(prepared.name, ForwardName::Endpoint { .. })
+            && let Some(records) = &prepared.records
+        {
+            records.prefetch_ports();
+        }
+    }
+
     /// Stage three: writes the response to a prepared question into `out` and says what it was;
     /// `None` (and `out` untouched) when the general path must answer. The answer is computed
     /// from the records [`Self::prepare`] read, as they were published then.
