@@ -29,7 +29,11 @@
 //!   path's answers are admitted only for a question seen recently (a 256 Ki-bit doorkeeper), so
 //!   a stream of names asked once each (a large cluster, random names) does not churn it;
 //! - keys are hashed with foldhash, seeded per process: they come from clients, but the map is
-//!   small and starts over when full.
+//!   small and starts over when full;
+//! - the receive loop asks through [`AnswerCache::consult`], which stops looking most queries
+//!   up while fewer than one lookup in sixteen hits (a large cluster asked across its names),
+//!   sampling a sixteenth of them to notice when hits come back; skipping a lookup never
+//!   changes an answer, only whether it is replayed.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -43,6 +47,15 @@ use crate::metrics::QueryOutcome;
 
 /// Entries kept per receive loop before the cache starts over.
 pub const DEFAULT_CAPACITY: usize = 8192;
+/// Lookups over which [`AnswerCache::consult`] judges whether the cache pays.
+const PAYOFF_WINDOW: u32 = 1024;
+/// The cache pays while at least one lookup in this many hits; below that, a lookup and an
+/// offer to store cost more than the rare replay saves (a direct answer costs about sixteen
+/// lookups on a large cluster).
+const PAYING_ONE_IN: u32 = 16;
+/// While the cache does not pay, one query in this many is looked up (and its answer offered
+/// for storing), on average: enough to see the hit rate come back.
+const SAMPLE_ONE_IN: u64 = 16;
 /// Bits of the doorkeeper (a question hashes to one of them): 32 KiB.
 const SEEN_BITS: usize = 1 << 18;
 /// Questions marked in the doorkeeper before it starts over: a sixteenth of its bits, so a
@@ -178,6 +191,65 @@ pub struct AnswerCache {
     capacity: usize,
     seen: Doorkeeper,
     hits: u64,
+    payoff: Payoff,
+}
+
+/// What [`AnswerCache::consult`] did with a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consulted {
+    /// The cached response was written, patched.
+    Replayed,
+    /// Looked up in vain: the answer, once computed, may be offered for storing.
+    Missed,
+    /// Not looked up (the cache is not paying lately): do not offer the answer either.
+    Skipped,
+}
+
+/// Whether lookups have been paying lately: their hit rate over the last window, and while it
+/// is too low, which queries are sampled.
+#[derive(Debug)]
+struct Payoff {
+    looked_up: u32,
+    hit: u32,
+    /// Whether only a sample of queries is looked up.
+    sampling: bool,
+    /// A xorshift generator choosing the sample (random, so that no fixed subset of a query
+    /// stream that repeats is always the one sampled).
+    state: u64,
+}
+
+impl Default for Payoff {
+    fn default() -> Self {
+        Self {
+            looked_up: 0,
+            hit: 0,
+            sampling: false,
+            state: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+}
+
+impl Payoff {
+    /// Whether this query is looked up.
+    fn look_up(&mut self) -> bool {
+        if !self.sampling {
+            return true;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state.is_multiple_of(SAMPLE_ONE_IN)
+    }
+
+    /// Counts a lookup; at the end of a window, decides whether the next one samples.
+    fn count(&mut self, hit: bool) {
+        self.looked_up += 1;
+        self.hit += u32::from(hit);
+        if self.looked_up == PAYOFF_WINDOW {
+            self.sampling = self.hit * PAYING_ONE_IN < self.looked_up;
+            (self.looked_up, self.hit) = (0, 0);
+        }
+    }
 }
 
 impl AnswerCache {
@@ -188,7 +260,31 @@ impl AnswerCache {
             capacity,
             seen: Doorkeeper::default(),
             hits: 0,
+            payoff: Payoff::default(),
         }
+    }
+
+    /// [`Self::answer`] while lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the
+    /// last [`PAYOFF_WINDOW`] of them). While they do not (a large cluster asked across all
+    /// its names: most answers are not cached, and would not be for long), only a random
+    /// sixteenth of queries is looked up, and only their answers should be offered for
+    /// storing: that costs the others nothing and tells when the hit rate comes back.
+    pub fn consult(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> Consulted {
+        if !self.payoff.look_up() {
+            return Consulted::Skipped;
+        }
+        let hit = self.answer(request, out, serial);
+        self.payoff.count(hit);
+        if hit {
+            Consulted::Replayed
+        } else {
+            Consulted::Missed
+        }
+    }
+
+    /// Whether only a sample of queries is looked up at the moment ([`Self::consult`]).
+    pub fn is_sampling(&self) -> bool {
+        self.payoff.sampling
     }
 
     /// Writes the cached response to `request` into `out`, patched, when there is one and it
@@ -501,6 +597,50 @@ mod tests {
         assert!(seen.check_and_mark(7), "still within the window");
         assert!(!seen.check_and_mark(999), "this mark starts over");
         assert!(!seen.check_and_mark(7), "forgotten");
+    }
+
+    #[test]
+    fn lookups_that_rarely_hit_are_sampled_until_hits_come_back() {
+        let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
+        let mut out = Vec::new();
+        // Names asked once each: nothing is ever replayed.
+        let distinct = |i: u32| query(format!("\x06n{i:05}\x00").as_bytes(), None);
+        let mut skipped = 0;
+        for i in 0..3 * PAYOFF_WINDOW {
+            let request = distinct(i);
+            match cache.consult(&request, &mut out, 1) {
+                Consulted::Replayed => panic!("nothing was stored"),
+                Consulted::Missed => cache.store(&request, &request, Validity::Serial(1)),
+                Consulted::Skipped => skipped += 1,
+            }
+        }
+        assert!(cache.is_sampling());
+        let sampled = 2 * PAYOFF_WINDOW - skipped;
+        assert!(
+            sampled > 2 * PAYOFF_WINDOW / 32 && sampled < 2 * PAYOFF_WINDOW / 8,
+            "about one in sixteen sampled after the first window: {sampled}"
+        );
+        // A name asked over and over: the sampled lookups hit, and within a window or two of
+        // them the cache is looked up for every query again.
+        let hot = query(NAME, None);
+        cache.store(&hot, &hot, Validity::Serial(1));
+        let mut replayed = 0;
+        for _ in 0..(2 * PAYOFF_WINDOW) * SAMPLE_ONE_IN as u32 * 2 {
+            if cache.consult(&hot, &mut out, 1) == Consulted::Replayed {
+                replayed += 1;
+                assert_eq!(out, hot, "a sampled replay is still a replay");
+            }
+            if !cache.is_sampling() {
+                break;
+            }
+        }
+        assert!(!cache.is_sampling(), "hits came back, sampling did not end");
+        assert!(replayed > PAYOFF_WINDOW / 2, "{replayed} sampled replays");
+        for _ in 0..100 {
+            assert_eq!(cache.consult(&hot, &mut out, 1), Consulted::Replayed);
+        }
+        // `answer` itself always looks up.
+        assert!(cache.answer(&hot, &mut out, 1));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use tracing::debug;
 
 use super::answer::Authority;
 use super::direct::{Direct, Prepared};
-use super::fast::{AnswerCache, DEFAULT_CAPACITY, Validity, outcome_of};
+use super::fast::{AnswerCache, Consulted, DEFAULT_CAPACITY, Validity, outcome_of};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
 use crate::index::ServiceRecords;
@@ -238,15 +238,16 @@ fn answer_chunk(
     // Read before anything is computed: an answer stored under it is never newer than it.
     let serial = index.serial();
     let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
-    let mut replayed = [false; BATCH];
+    let mut consulted = [Consulted::Skipped; BATCH];
     for (i, ((request, _), scratch)) in datagrams.iter().zip(lowered.iter_mut()).enumerate() {
         if !synced {
             continue;
         }
         let reply = &mut replies.slots[first + i].0;
-        if cache.answer(request, reply, serial) {
+        consulted[i] = cache.consult(request, reply, serial);
+        if consulted[i] == Consulted::Replayed {
             replies.outcomes.push(outcome_of(reply));
-            (replayed[i], replies.ready[first + i]) = (true, true);
+            replies.ready[first + i] = true;
             continue;
         }
         prepared[i] = direct.prepare(index, request, scratch);
@@ -258,29 +259,33 @@ fn answer_chunk(
         direct.prefetch_ports(prepared);
     }
     for (i, &(request, peer)) in datagrams.iter().enumerate() {
-        if replayed[i] {
+        if consulted[i] == Consulted::Replayed {
             continue;
         }
+        // Only an answer the cache was asked for is offered to it (see `AnswerCache::consult`).
+        let offer = consulted[i] == Consulted::Missed;
         let reply = &mut replies.slots[first + i].0;
         let written = prepared[i]
             .take()
             .and_then(|prepared| direct.write(index, responder.max_udp_payload(), prepared, reply));
         let answered = match written {
             Some(written) => {
-                keep_direct_answer(
-                    cache,
-                    request,
-                    reply,
-                    written.records,
-                    &written.outcome,
-                    serial,
-                );
+                if offer {
+                    keep_direct_answer(
+                        cache,
+                        request,
+                        reply,
+                        written.records,
+                        &written.outcome,
+                        serial,
+                    );
+                }
                 Answered::Fast(written.outcome)
             }
             None => general(
                 responder,
                 cache,
-                synced.then_some(serial),
+                offer.then_some(serial),
                 request,
                 peer,
                 reply,
@@ -348,7 +353,7 @@ fn keep_direct_answer(
 }
 
 /// The general path's answer (it counts the query itself), cached under `serial` when there
-/// is one (the index was synced when it was read).
+/// is one (the index was synced when it was read, and the cache was asked).
 fn general(
     responder: &Responder,
     cache: &mut AnswerCache,
