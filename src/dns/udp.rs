@@ -6,8 +6,9 @@
 //!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> answer_batch:
 //!                       1. each datagram: replay, else read it (direct path) and ask the
 //!                          CPU for its Service's map entry
-//!                       2. each read one: look its Service up, ask for the records' arrays
-//!                          (then, for SRV, for the ports those arrays point at)
+//!                       2. each read one: ask for its Service's records (the entry has
+//!                          arrived), then look them up and ask for their arrays (then, for
+//!                          SRV, for the ports those arrays point at)
 //!                       3. each left: write it (direct path), else general path (Responder)
 //!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
@@ -251,6 +252,9 @@ fn answer_chunk(
             continue;
         }
         prepared[i] = direct.prepare(index, request, scratch);
+    }
+    for prepared in prepared.iter().flatten() {
+        direct.prefetch_records(index, prepared);
     }
     for prepared in prepared.iter_mut().flatten() {
         direct.look_up(index, prepared);

@@ -44,7 +44,7 @@ pub use records::{
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
-use crate::sys::prefetch::prefetch_arc;
+use crate::sys::prefetch::{prefetch_address_hint, prefetch_arc};
 
 /// The name an address's PTR record points at: `<label>.<svc>.<ns>.svc.<zone>.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +110,37 @@ impl Index {
             .services
             .get(key)
             .map(|entry| entry.value().clone())
+    }
+
+    /// Asks the CPU to start loading the map's entry for Service `name` (both lowercase),
+    /// without reading it: the first of a batch's three steps towards [`Self::service`] (this,
+    /// [`Self::prefetch_service`], then the lookup), each taken for the whole batch so that
+    /// the loads of a step overlap.
+    ///
+    /// The entry's address is computed from the name's hash and the table's layout (hashbrown,
+    /// under dashmap: control bytes from `data_end` up, buckets from it down; a name is
+    /// usually in the first bucket it probes or the next). Should that layout ever change, the
+    /// hint merely points elsewhere: answers do not depend on it.
+    pub fn prefetch_service_entry(&self, namespace: &str, name: &str) {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        let Some(key) = key_bytes(&mut buffer, namespace, name) else {
+            return;
+        };
+        let services = &self.shared.services;
+        let hash = services.hash_usize(&key);
+        let Some(shard) = services.shards().get(services.determine_shard(hash)) else {
+            return;
+        };
+        let table = shard.read();
+        if table.is_empty() {
+            return;
+        }
+        let position = hash & (table.buckets() - 1);
+        let buckets_end = table.data_end().as_ptr();
+        prefetch_address_hint(buckets_end.cast::<u8>().wrapping_add(position));
+        for probe in [position, position + 1] {
+            prefetch_address_hint(buckets_end.wrapping_sub(probe + 1).cast::<u8>());
+        }
     }
 
     /// Asks the CPU to start loading Service `name`'s records (both lowercase), for a

@@ -41,6 +41,13 @@ pub fn prefetch_arc<T>(shared: &std::sync::Arc<T>) {
     }
 }
 
+/// Asks for the cache line at `address`, which may point anywhere (even at memory freed
+/// since): a prefetch reads nothing the program sees. For addresses computed into a structure
+/// another crate owns (a hash table's bucket), where no reference can name them.
+pub fn prefetch_address_hint(address: *const u8) {
+    prefetch_address(address);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 fn prefetch_address(address: *const u8) {

@@ -115,6 +115,7 @@ impl Direct {
         let written = self
             .prepare(index, request, &mut lowered)
             .and_then(|mut prepared| {
+                self.prefetch_records(index, &prepared);
                 self.look_up(index, &mut prepared);
                 self.write(index, max_udp_payload, prepared, out)
             });
@@ -123,7 +124,7 @@ impl Direct {
     }
 
     /// Stage one: reads `request` (its name lowercased into `lowered`), places it in a zone and
-    /// asks the CPU to start loading the Service it names. `None` when the question is not one
+    /// asks the CPU to start loading the map entry of the Service it names. `None` when the question is not one
     /// this path answers.
     pub fn prepare<'q>(
         &self,
@@ -152,7 +153,7 @@ impl Direct {
         let (zone, left) = self.names.locate(lowered, &starts[..count])?;
         let name = parse_forward(&labels[..left]);
         if let Some((namespace, service)) = service_of(&name) {
-            index.prefetch_service(namespace, service);
+            index.prefetch_service_entry(namespace, service);
         }
         Some(Prepared {
             question: Question {
@@ -166,6 +167,14 @@ impl Direct {
             name,
             records: None,
         })
+    }
+
+    /// Between stages one and two: asks for the records of the Service a prepared question
+    /// names (its map entry on its way after [`Self::prepare`]).
+    pub fn prefetch_records(&self, index: &Index, prepared: &Prepared<'_>) {
+        if let Some((namespace, service)) = service_of(&prepared.name) {
+            index.prefetch_service(namespace, service);
+        }
     }
 
     /// Stage two: looks up the Service a prepared question names (its map slot and records
