@@ -1,6 +1,7 @@
 //! The answer cache: responses already encoded, by the direct path (`direct/`) or the general
 //! path, replayed from a worker-local cache with the request's ID, flags and question patched
-//! in. It is asked first: a hit costs a hash, a compare and a copy.
+//! in. It is asked first: a hit costs a hash, a compare and a copy (and, in a batch, its
+//! loads overlap the other datagrams': see [`AnswerCache::probe`]).
 //!
 //! ```text
 //!  datagram -> plain query?  -- no --> general path (message.rs)
@@ -28,14 +29,15 @@
 //! - the cache is owned by one receive loop: no lock, no sharing; it is bounded, and the direct
 //!   path's answers are admitted only for a question seen recently (a 256 Ki-bit doorkeeper), so
 //!   a stream of names asked once each (a large cluster, random names) does not churn it;
-//! - keys are hashed with foldhash, seeded per process: they come from clients, but the map is
-//!   small and starts over when full;
-//! - the receive loop asks through [`AnswerCache::consult`], which stops looking most queries
-//!   up while fewer than one lookup in sixteen hits (a large cluster asked across its names),
-//!   sampling a sixteenth of them to notice when hits come back; skipping a lookup never
+//! - keys are hashed with foldhash, seeded per process: they come from clients, but a set
+//!   holds four of them and a flood of colliding names only evicts each other;
+//! - a key is in at most one slot; the key is compared whole before a replay;
+//! - the receive loop looks up through [`AnswerCache::probe`] (or [`AnswerCache::consult`]),
+//!   which stops looking most queries up while fewer than one lookup in sixteen hits (a large
+//!   cluster asked across its names), sampling a sixteenth of them to notice when hits come
+//!   back; only a probed query's answer is offered for storing. Skipping a lookup never
 //!   changes an answer, only whether it is replayed.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
 
@@ -44,9 +46,13 @@ use hickory_proto::rr::RecordType;
 
 use crate::index::ServiceRecords;
 use crate::metrics::QueryOutcome;
+use crate::sys::prefetch::{prefetch_slice, prefetch_weak};
 
-/// Entries kept per receive loop before the cache starts over.
-pub const DEFAULT_CAPACITY: usize = 8192;
+/// Answers kept per receive loop, at most (slots of the answer cache).
+pub const DEFAULT_CAPACITY: usize = 16384;
+/// Slots per set: a key may be in any slot of the set its hash picks (four slots of 48 bytes:
+/// three cache lines, asked for together).
+const WAYS: usize = 4;
 /// Lookups over which [`AnswerCache::consult`] judges whether the cache pays.
 const PAYOFF_WINDOW: u32 = 1024;
 /// The cache pays while at least one lookup in this many hits; below that, a lookup and an
@@ -176,22 +182,61 @@ impl Validity {
     }
 }
 
+/// One cached response.
 #[derive(Debug)]
 struct Entry {
-    response: Box<[u8]>,
+    /// The key's hash (which slot it is in, and a first check before the key is compared).
+    hash: u64,
+    /// The key, then the response, in one allocation: a hit reads them together.
+    bytes: Box<[u8]>,
+    key_len: u16,
     validity: Validity,
+}
+
+impl Entry {
+    fn key(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.key_len)]
+    }
+
+    fn response(&self) -> &[u8] {
+        &self.bytes[usize::from(self.key_len)..]
+    }
 }
 
 type KeyHasher = foldhash::fast::RandomState;
 
-/// One receive loop's cache of encoded responses.
+/// One receive loop's cache of encoded responses: a table of slots in sets of [`WAYS`], the
+/// set chosen by the key's hash (a new entry takes a free slot of its set, else replaces the
+/// set's entries in turn), so that a batch can ask the CPU for every
+/// datagram's slot, then for the entries found, before it reads any ([`AnswerCache::probe`],
+/// [`AnswerCache::prefetch`], [`AnswerCache::replay`]).
 #[derive(Debug)]
 pub struct AnswerCache {
-    entries: HashMap<Box<[u8]>, Entry, KeyHasher>,
-    capacity: usize,
+    /// Sets of [`WAYS`] slots; a key may be in any slot of the set its hash picks.
+    slots: Box<[Option<Entry>]>,
+    /// Entries replaced in full sets so far (which slot of a full set goes next).
+    evictions: usize,
+    hasher: KeyHasher,
+    stored: usize,
     seen: Doorkeeper,
     hits: u64,
     payoff: Payoff,
+}
+
+/// A plain query read and hashed for the cache ([`AnswerCache::probe`]), kept for the rest of
+/// its way through the batch: the replay, then the offer of its computed answer.
+#[derive(Clone, Debug)]
+pub struct Probe {
+    hash: u64,
+    key: [u8; MAX_KEY],
+    key_len: u16,
+    question_len: u16,
+}
+
+impl Probe {
+    fn key(&self) -> &[u8] {
+        &self.key[..usize::from(self.key_len)]
+    }
 }
 
 /// What [`AnswerCache::consult`] did with a query.
@@ -253,32 +298,99 @@ impl Payoff {
 }
 
 impl AnswerCache {
-    /// An empty cache holding at most `capacity` responses.
+    /// An empty cache of `capacity` slots (rounded up to a power of two, at least [`WAYS`]).
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::with_capacity_and_hasher(capacity.min(1024), KeyHasher::default()),
-            capacity,
+            slots: (0..capacity.max(WAYS).next_power_of_two())
+                .map(|_| None)
+                .collect(),
+            evictions: 0,
+            hasher: KeyHasher::default(),
+            stored: 0,
             seen: Doorkeeper::default(),
             hits: 0,
             payoff: Payoff::default(),
         }
     }
 
-    /// [`Self::answer`] while lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the
-    /// last [`PAYOFF_WINDOW`] of them). While they do not (a large cluster asked across all
-    /// its names: most answers are not cached, and would not be for long), only a random
-    /// sixteenth of queries is looked up, and only their answers should be offered for
-    /// storing: that costs the others nothing and tells when the hit rate comes back.
-    pub fn consult(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> Consulted {
+    /// Reads `request` as a plain query and hashes its key, and asks the CPU for its slot;
+    /// `None` for a request the cache does not take (not a plain query), or, while lookups do
+    /// not pay ([`Self::consult`]), for one not sampled: its answer is not offered either.
+    pub fn probe(&mut self, request: &[u8]) -> Option<Probe> {
         if !self.payoff.look_up() {
-            return Consulted::Skipped;
+            return None;
         }
-        let hit = self.answer(request, out, serial);
+        let plain = plain(request)?;
+        let mut key = [0u8; MAX_KEY];
+        let key_len = key_of(&plain, &mut key).len();
+        let hash = self.hasher.hash_one(&key[..key_len]);
+        prefetch_slice(self.set_of(hash), WAYS);
+        Some(Probe {
+            hash,
+            key,
+            key_len: key_len as u16,
+            question_len: plain.question.len() as u16,
+        })
+    }
+
+    /// Asks the CPU for the entry a probe's slot holds (the slot itself has arrived), when it
+    /// is likely the probe's: its bytes and what its validity reads.
+    pub fn prefetch(&self, probe: &Probe) {
+        let set = self.set_of(probe.hash);
+        if let Some(entry) = set.iter().flatten().find(|entry| entry.hash == probe.hash) {
+            prefetch_slice(&entry.bytes, 4);
+            if let Validity::Records(records) = &entry.validity {
+                prefetch_weak(records);
+            }
+        }
+    }
+
+    /// Writes the cached response to the probed `request` into `out`, patched, when there is
+    /// one and it is still valid with the index at `serial`; false otherwise (a stale entry is
+    /// dropped). Counts towards whether lookups pay.
+    pub fn replay(
+        &mut self,
+        probe: &Probe,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        serial: u32,
+    ) -> bool {
+        let found = self
+            .find(probe)
+            .and_then(|slot| Some((slot, self.slots[slot].as_ref()?)));
+        let hit = match found {
+            Some((_, entry)) if entry.validity.holds(serial) => {
+                out.clear();
+                out.extend_from_slice(entry.response());
+                patch(out, request, usize::from(probe.question_len));
+                true
+            }
+            Some((slot, _)) => {
+                self.slots[slot] = None;
+                self.stored -= 1;
+                false
+            }
+            None => false,
+        };
+        self.hits += u64::from(hit);
         self.payoff.count(hit);
-        if hit {
-            Consulted::Replayed
-        } else {
-            Consulted::Missed
+        hit
+    }
+
+    /// [`Self::probe`] and [`Self::replay`] in one go: [`Consulted::Replayed`] when the answer
+    /// was written into `out`, [`Consulted::Missed`] when the answer, once computed, may be
+    /// offered, [`Consulted::Skipped`] when not.
+    ///
+    /// While lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the last
+    /// [`PAYOFF_WINDOW`] of them), every plain query is looked up. While they do not (a large
+    /// cluster asked across all its names: most answers are not cached, and would not be for
+    /// long), only a random sixteenth of queries is: that costs the others nothing and tells
+    /// when the hit rate comes back.
+    pub fn consult(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> Consulted {
+        match self.probe(request) {
+            None => Consulted::Skipped,
+            Some(probe) if self.replay(&probe, request, out, serial) => Consulted::Replayed,
+            Some(_) => Consulted::Missed,
         }
     }
 
@@ -289,24 +401,15 @@ impl AnswerCache {
 
     /// Writes the cached response to `request` into `out`, patched, when there is one and it
     /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
+    /// Always looks up, sampling or not, and does not count towards the payoff.
     pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
-        let Some(plain) = plain(request) else {
+        let Some(probe) = Probe::of(&self.hasher, request) else {
             return false;
         };
-        let mut buffer = [0u8; MAX_KEY];
-        let key = key_of(&plain, &mut buffer);
-        let Some(entry) = self.entries.get(key) else {
-            return false;
-        };
-        if !entry.validity.holds(serial) {
-            self.entries.remove(key);
-            return false;
-        }
-        out.clear();
-        out.extend_from_slice(&entry.response);
-        patch(out, request, plain.question.len());
-        self.hits += 1;
-        true
+        let payoff = std::mem::take(&mut self.payoff);
+        let hit = self.replay(&probe, request, out, serial);
+        self.payoff = payoff;
+        hit
     }
 
     /// Responses replayed so far.
@@ -316,49 +419,103 @@ impl AnswerCache {
 
     /// Keeps `response` to `request` (a plain query) with what it was computed from.
     pub fn store(&mut self, request: &[u8], response: &[u8], validity: Validity) {
-        self.insert(request, response, validity, false);
+        if let Some(probe) = Probe::of(&self.hasher, request) {
+            self.offer(&probe, response, validity);
+        }
     }
 
     /// [`Self::store`], but only for a question offered before since the doorkeeper last
     /// started over: for answers cheap to compute again, whose names may never come back.
     pub fn store_if_seen(&mut self, request: &[u8], response: &[u8], validity: Validity) {
-        self.insert(request, response, validity, true);
+        if let Some(probe) = Probe::of(&self.hasher, request) {
+            self.offer_if_seen(&probe, response, validity);
+        }
     }
 
-    fn insert(&mut self, request: &[u8], response: &[u8], validity: Validity, admit: bool) {
+    /// [`Self::store`] for a probed request.
+    pub fn offer(&mut self, probe: &Probe, response: &[u8], validity: Validity) {
         if response.len() < HEADER_LEN {
             return;
         }
-        let Some(plain) = plain(request) else {
-            return;
-        };
-        let mut buffer = [0u8; MAX_KEY];
-        let key = key_of(&plain, &mut buffer);
-        if admit
-            && !self
-                .seen
-                .check_and_mark(self.entries.hasher().hash_one(key))
-        {
-            return;
-        }
-        if self.entries.len() >= self.capacity {
-            self.entries.clear();
-        }
+        let bytes: Box<[u8]> = [probe.key(), response].concat().into();
+        let slot = self.slot_for(probe);
         let entry = Entry {
-            response: response.into(),
+            hash: probe.hash,
+            bytes,
+            key_len: probe.key_len,
             validity,
         };
-        self.entries.insert(key.into(), entry);
+        if self.slots[slot].replace(entry).is_none() {
+            self.stored += 1;
+        }
+    }
+
+    /// [`Self::store_if_seen`] for a probed request.
+    pub fn offer_if_seen(&mut self, probe: &Probe, response: &[u8], validity: Validity) {
+        if self.seen.check_and_mark(probe.hash) {
+            self.offer(probe, response, validity);
+        }
     }
 
     /// Number of cached responses.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.stored
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.stored == 0
+    }
+
+    /// Where the set of slots a key with `hash` may be in starts.
+    fn set_start(&self, hash: u64) -> usize {
+        // The high bits: the doorkeeper takes its bit from the low ones.
+        let sets = self.slots.len() / WAYS;
+        ((hash >> 32) as usize & (sets - 1)) * WAYS
+    }
+
+    fn set_of(&self, hash: u64) -> &[Option<Entry>] {
+        let start = self.set_start(hash);
+        &self.slots[start..start + WAYS]
+    }
+
+    /// The slot holding the probe's key, if any.
+    fn find(&self, probe: &Probe) -> Option<usize> {
+        let start = self.set_start(probe.hash);
+        (start..start + WAYS).find(|&slot| {
+            self.slots[slot]
+                .as_ref()
+                .is_some_and(|entry| entry.hash == probe.hash && entry.key() == probe.key())
+        })
+    }
+
+    /// The slot a new entry for the probe's key goes to: the key's own, else a free one of its
+    /// set, else the set's slots in turn.
+    fn slot_for(&mut self, probe: &Probe) -> usize {
+        if let Some(slot) = self.find(probe) {
+            return slot;
+        }
+        let start = self.set_start(probe.hash);
+        if let Some(free) = (start..start + WAYS).find(|&slot| self.slots[slot].is_none()) {
+            return free;
+        }
+        self.evictions = self.evictions.wrapping_add(1);
+        start + self.evictions % WAYS
+    }
+}
+
+impl Probe {
+    /// The probe of a plain query, with no sampling and no prefetch.
+    fn of(hasher: &KeyHasher, request: &[u8]) -> Option<Self> {
+        let plain = plain(request)?;
+        let mut key = [0u8; MAX_KEY];
+        let key_len = key_of(&plain, &mut key).len();
+        Some(Self {
+            hash: hasher.hash_one(&key[..key_len]),
+            key,
+            key_len: key_len as u16,
+            question_len: plain.question.len() as u16,
+        })
     }
 }
 
@@ -644,11 +801,26 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_is_bounded() {
-        let mut cache = AnswerCache::new(2);
-        for label in [b"\x01a\x00", b"\x01b\x00", b"\x01c\x00"] {
-            cache.store(&query(label, None), &[0; 12], Validity::Serial(1));
+    fn the_cache_is_bounded_and_holds_a_key_once() {
+        let mut cache = AnswerCache::new(WAYS);
+        let mut out = Vec::new();
+        let requests: Vec<Vec<u8>> = (0..20)
+            .map(|i| query(format!("\x03n{i:02}\x00").as_bytes(), None))
+            .collect();
+        for request in &requests {
+            let mut response = request.clone();
+            response[2] |= 0x80;
+            cache.store(request, &response, Validity::Serial(1));
+            let held = cache.len();
+            cache.store(request, &response, Validity::Serial(1));
+            assert_eq!(cache.len(), held, "a key stored again replaces itself");
+            assert!(cache.len() <= WAYS);
+            assert!(
+                cache.answer(request, &mut out, 1),
+                "the newest entry is kept"
+            );
+            assert_eq!(out, response);
         }
-        assert!(cache.len() <= 2);
+        assert_eq!(cache.len(), WAYS, "full");
     }
 }

@@ -40,7 +40,7 @@ use tracing::debug;
 
 use super::answer::Authority;
 use super::direct::{Direct, Prepared};
-use super::fast::{AnswerCache, Consulted, DEFAULT_CAPACITY, Validity, outcome_of};
+use super::fast::{AnswerCache, DEFAULT_CAPACITY, Probe, Validity, outcome_of};
 use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
 use crate::index::ServiceRecords;
@@ -238,17 +238,28 @@ fn answer_chunk(
     let synced = index.is_synced();
     // Read before anything is computed: an answer stored under it is never newer than it.
     let serial = index.serial();
+    // The cache's probes: `None` for a datagram it does not look up (nor keep the answer of).
+    let mut probes: [Option<Probe>; BATCH] = std::array::from_fn(|_| None);
+    if synced {
+        for (probe, (request, _)) in probes.iter_mut().zip(datagrams) {
+            *probe = cache.probe(request);
+        }
+        for probe in probes.iter().flatten() {
+            cache.prefetch(probe);
+        }
+    }
     let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
-    let mut consulted = [Consulted::Skipped; BATCH];
+    let mut replayed = [false; BATCH];
     for (i, ((request, _), scratch)) in datagrams.iter().zip(lowered.iter_mut()).enumerate() {
         if !synced {
             continue;
         }
         let reply = &mut replies.slots[first + i].0;
-        consulted[i] = cache.consult(request, reply, serial);
-        if consulted[i] == Consulted::Replayed {
+        if let Some(probe) = &probes[i]
+            && cache.replay(probe, request, reply, serial)
+        {
             replies.outcomes.push(outcome_of(reply));
-            replies.ready[first + i] = true;
+            (replayed[i], replies.ready[first + i]) = (true, true);
             continue;
         }
         prepared[i] = direct.prepare(index, request, scratch);
@@ -263,21 +274,20 @@ fn answer_chunk(
         direct.prefetch_ports(prepared);
     }
     for (i, &(request, peer)) in datagrams.iter().enumerate() {
-        if consulted[i] == Consulted::Replayed {
+        if replayed[i] {
             continue;
         }
-        // Only an answer the cache was asked for is offered to it (see `AnswerCache::consult`).
-        let offer = consulted[i] == Consulted::Missed;
+        let probe = probes[i].as_ref();
         let reply = &mut replies.slots[first + i].0;
         let written = prepared[i]
             .take()
             .and_then(|prepared| direct.write(index, responder.max_udp_payload(), prepared, reply));
         let answered = match written {
             Some(written) => {
-                if offer {
+                if let Some(probe) = probe {
                     keep_direct_answer(
                         cache,
-                        request,
+                        probe,
                         reply,
                         written.records,
                         &written.outcome,
@@ -289,7 +299,7 @@ fn answer_chunk(
             None => general(
                 responder,
                 cache,
-                offer.then_some(serial),
+                probe.map(|p| (p, serial)),
                 request,
                 peer,
                 reply,
@@ -338,7 +348,7 @@ enum Answered {
 /// positive answer), else while the serial read before it holds.
 fn keep_direct_answer(
     cache: &mut AnswerCache,
-    request: &[u8],
+    probe: &Probe,
     reply: &[u8],
     records: Option<Arc<ServiceRecords>>,
     outcome: &QueryOutcome,
@@ -353,15 +363,15 @@ fn keep_direct_answer(
         Some(records) if !outcome.nodata => Validity::records(&records),
         _ => Validity::Serial(serial),
     };
-    cache.store_if_seen(request, reply, validity);
+    cache.offer_if_seen(probe, reply, validity);
 }
 
-/// The general path's answer (it counts the query itself), cached under `serial` when there
-/// is one (the index was synced when it was read, and the cache was asked).
+/// The general path's answer (it counts the query itself), offered to the cache under the
+/// serial when the cache probed the request (the index was synced then).
 fn general(
     responder: &Responder,
     cache: &mut AnswerCache,
-    serial: Option<u32>,
+    probed: Option<(&Probe, u32)>,
     request: &[u8],
     peer: SocketAddr,
     reply: &mut Vec<u8>,
@@ -369,8 +379,8 @@ fn general(
     match responder.respond(request, peer, Transport::Udp) {
         Some(response) => {
             *reply = response;
-            if let Some(serial) = serial {
-                cache.store(request, reply, Validity::Serial(serial));
+            if let Some((probe, serial)) = probed {
+                cache.offer(probe, reply, Validity::Serial(serial));
             }
             Answered::Counted
         }

@@ -48,6 +48,14 @@ pub fn prefetch_address_hint(address: *const u8) {
     prefetch_address(address);
 }
 
+/// Asks for the reference counts and first cache line of what a `Weak` points at (without
+/// upgrading it: the allocation lives while the `Weak` does, the value perhaps not).
+pub fn prefetch_weak<T>(weak: &std::sync::Weak<T>) {
+    let value = weak.as_ptr().cast::<u8>();
+    prefetch_address(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
+    prefetch_address(value);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 fn prefetch_address(address: *const u8) {
@@ -78,7 +86,12 @@ mod tests {
         prefetch("text");
         let shared = std::sync::Arc::new([7u64; 100]);
         prefetch_arc(&shared);
-        assert_eq!(*shared, [7u64; 100]);
+        let weak = std::sync::Arc::downgrade(&shared);
+        prefetch_weak(&weak);
+        drop(shared);
+        prefetch_weak(&weak);
+        prefetch_weak(&std::sync::Weak::<u64>::new());
+        assert!(weak.upgrade().is_none());
         assert_eq!(values, (0..1000).collect::<Vec<u64>>());
     }
 }
