@@ -35,8 +35,10 @@
 //! - the receive loop looks up through [`AnswerCache::probe`] (or [`AnswerCache::consult`]),
 //!   which stops looking most queries up while fewer than one lookup in sixteen hits (a large
 //!   cluster asked across its names), sampling a sixteenth of them to notice when hits come
-//!   back; only a probed query's answer is offered for storing. Skipping a lookup never
-//!   changes an answer, only whether it is replayed.
+//!   back; only a probed query's answer is offered for storing, and while it samples the
+//!   cache drops what it held and fills a sixteenth of its slots at most (a large cluster's
+//!   answers are big: memory for nothing). Skipping a lookup never changes an answer, only
+//!   whether it is replayed.
 
 use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
@@ -286,14 +288,18 @@ impl Payoff {
         self.state.is_multiple_of(SAMPLE_ONE_IN)
     }
 
-    /// Counts a lookup; at the end of a window, decides whether the next one samples.
-    fn count(&mut self, hit: bool) {
+    /// Counts a lookup; at the end of a window, decides whether the next one samples. True
+    /// when sampling starts.
+    fn count(&mut self, hit: bool) -> bool {
         self.looked_up += 1;
         self.hit += u32::from(hit);
-        if self.looked_up == PAYOFF_WINDOW {
-            self.sampling = self.hit * PAYING_ONE_IN < self.looked_up;
-            (self.looked_up, self.hit) = (0, 0);
+        if self.looked_up < PAYOFF_WINDOW {
+            return false;
         }
+        let was_sampling = self.sampling;
+        self.sampling = self.hit * PAYING_ONE_IN < self.looked_up;
+        (self.looked_up, self.hit) = (0, 0);
+        self.sampling && !was_sampling
     }
 }
 
@@ -373,7 +379,11 @@ impl AnswerCache {
             None => false,
         };
         self.hits += u64::from(hit);
-        self.payoff.count(hit);
+        if self.payoff.count(hit) {
+            // Lookups stopped paying: free the memory of answers that are not replayed.
+            self.slots.iter_mut().for_each(|slot| *slot = None);
+            self.stored = 0;
+        }
         hit
     }
 
@@ -437,8 +447,15 @@ impl AnswerCache {
         if response.len() < HEADER_LEN {
             return;
         }
-        let bytes: Box<[u8]> = [probe.key(), response].concat().into();
         let slot = self.slot_for(probe);
+        if self.payoff.sampling
+            && self.slots[slot].is_none()
+            && self.stored >= self.slots.len() / SAMPLE_ONE_IN as usize
+        {
+            // While sampling, a sixteenth of the slots is enough to see hits come back.
+            return;
+        }
+        let bytes: Box<[u8]> = [probe.key(), response].concat().into();
         let entry = Entry {
             hash: probe.hash,
             bytes,
@@ -772,6 +789,11 @@ mod tests {
             }
         }
         assert!(cache.is_sampling());
+        assert!(
+            cache.len() <= DEFAULT_CAPACITY / SAMPLE_ONE_IN as usize,
+            "sampling frees the table and fills a sixteenth of it at most: {}",
+            cache.len()
+        );
         let sampled = 2 * PAYOFF_WINDOW - skipped;
         assert!(
             sampled > 2 * PAYOFF_WINDOW / 32 && sampled < 2 * PAYOFF_WINDOW / 8,
