@@ -32,7 +32,7 @@
 //! - keys are hashed with foldhash, seeded per process: they come from clients, but a set
 //!   holds four of them and a flood of colliding names only evicts each other;
 //! - a key is in at most one slot; the key is compared whole before a replay;
-//! - the receive loop looks up through [`AnswerCache::probe`] (or [`AnswerCache::consult`]),
+//! - the receive loop looks up through [`AnswerCache::probe`], then [`AnswerCache::replay`],
 //!   which stops looking most queries up while fewer than one lookup in sixteen hits (a large
 //!   cluster asked across its names), sampling a sixteenth of them to notice when hits come
 //!   back; only a probed query's answer is offered for storing, and while it samples the
@@ -55,7 +55,7 @@ pub const DEFAULT_CAPACITY: usize = 16384;
 /// Slots per set: a key may be in any slot of the set its hash picks (four slots of 48 bytes:
 /// three cache lines, asked for together).
 const WAYS: usize = 4;
-/// Lookups over which [`AnswerCache::consult`] judges whether the cache pays.
+/// Lookups over which [`AnswerCache::replay`] judges whether the cache pays.
 const PAYOFF_WINDOW: u32 = 1024;
 /// The cache pays while at least one lookup in this many hits; below that, a lookup and an
 /// offer to store cost more than the rare replay saves (a direct answer costs about sixteen
@@ -241,17 +241,6 @@ impl Probe {
     }
 }
 
-/// What [`AnswerCache::consult`] did with a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Consulted {
-    /// The cached response was written, patched.
-    Replayed,
-    /// Looked up in vain: the answer, once computed, may be offered for storing.
-    Missed,
-    /// Not looked up (the cache is not paying lately): do not offer the answer either.
-    Skipped,
-}
-
 /// Whether lookups have been paying lately: their hit rate over the last window, and while it
 /// is too low, which queries are sampled.
 #[derive(Debug)]
@@ -319,24 +308,22 @@ impl AnswerCache {
         }
     }
 
-    /// Reads `request` as a plain query and hashes its key, and asks the CPU for its slot;
-    /// `None` for a request the cache does not take (not a plain query), or, while lookups do
-    /// not pay ([`Self::consult`]), for one not sampled: its answer is not offered either.
+    /// Reads `request` as a plain query and hashes its key, and asks the CPU for its set of
+    /// slots; `None` for a request the cache does not take (not a plain query), or, while
+    /// lookups do not pay, for one not sampled: its answer is not offered either.
+    ///
+    /// While lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the last
+    /// [`PAYOFF_WINDOW`] of them), every plain query is probed. While they do not (a large
+    /// cluster asked across all its names: most answers are not cached, and would not be for
+    /// long), only a random sixteenth of queries is: that costs the others nothing and tells
+    /// when the hit rate comes back.
     pub fn probe(&mut self, request: &[u8]) -> Option<Probe> {
         if !self.payoff.look_up() {
             return None;
         }
-        let plain = plain(request)?;
-        let mut key = [0u8; MAX_KEY];
-        let key_len = key_of(&plain, &mut key).len();
-        let hash = self.hasher.hash_one(&key[..key_len]);
-        prefetch_slice(self.set_of(hash), WAYS);
-        Some(Probe {
-            hash,
-            key,
-            key_len: key_len as u16,
-            question_len: plain.question.len() as u16,
-        })
+        let probe = Probe::of(&self.hasher, request)?;
+        prefetch_slice(self.set_of(probe.hash), WAYS);
+        Some(probe)
     }
 
     /// Asks the CPU for the entry a probe's slot holds (the slot itself has arrived), when it
@@ -353,8 +340,39 @@ impl AnswerCache {
 
     /// Writes the cached response to the probed `request` into `out`, patched, when there is
     /// one and it is still valid with the index at `serial`; false otherwise (a stale entry is
-    /// dropped). Counts towards whether lookups pay.
+    /// dropped). Counts towards whether lookups pay; when they stop paying, the cache lets go
+    /// of what it holds.
     pub fn replay(
+        &mut self,
+        probe: &Probe,
+        request: &[u8],
+        out: &mut Vec<u8>,
+        serial: u32,
+    ) -> bool {
+        let hit = self.replay_uncounted(probe, request, out, serial);
+        if self.payoff.count(hit) {
+            // Lookups stopped paying: free the memory of answers that are not replayed.
+            self.slots.iter_mut().for_each(|slot| *slot = None);
+            self.stored = 0;
+        }
+        hit
+    }
+
+    /// Whether only a sample of queries is probed at the moment ([`Self::probe`]).
+    pub fn is_sampling(&self) -> bool {
+        self.payoff.sampling
+    }
+
+    /// Writes the cached response to `request` into `out`, patched, when there is one and it
+    /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
+    /// Always looks up, sampling or not, and does not count towards the payoff.
+    pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
+        Probe::of(&self.hasher, request)
+            .is_some_and(|probe| self.replay_uncounted(&probe, request, out, serial))
+    }
+
+    /// [`Self::replay`] without counting towards the payoff.
+    fn replay_uncounted(
         &mut self,
         probe: &Probe,
         request: &[u8],
@@ -379,46 +397,6 @@ impl AnswerCache {
             None => false,
         };
         self.hits += u64::from(hit);
-        if self.payoff.count(hit) {
-            // Lookups stopped paying: free the memory of answers that are not replayed.
-            self.slots.iter_mut().for_each(|slot| *slot = None);
-            self.stored = 0;
-        }
-        hit
-    }
-
-    /// [`Self::probe`] and [`Self::replay`] in one go: [`Consulted::Replayed`] when the answer
-    /// was written into `out`, [`Consulted::Missed`] when the answer, once computed, may be
-    /// offered, [`Consulted::Skipped`] when not.
-    ///
-    /// While lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the last
-    /// [`PAYOFF_WINDOW`] of them), every plain query is looked up. While they do not (a large
-    /// cluster asked across all its names: most answers are not cached, and would not be for
-    /// long), only a random sixteenth of queries is: that costs the others nothing and tells
-    /// when the hit rate comes back.
-    pub fn consult(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> Consulted {
-        match self.probe(request) {
-            None => Consulted::Skipped,
-            Some(probe) if self.replay(&probe, request, out, serial) => Consulted::Replayed,
-            Some(_) => Consulted::Missed,
-        }
-    }
-
-    /// Whether only a sample of queries is looked up at the moment ([`Self::consult`]).
-    pub fn is_sampling(&self) -> bool {
-        self.payoff.sampling
-    }
-
-    /// Writes the cached response to `request` into `out`, patched, when there is one and it
-    /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
-    /// Always looks up, sampling or not, and does not count towards the payoff.
-    pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
-        let Some(probe) = Probe::of(&self.hasher, request) else {
-            return false;
-        };
-        let payoff = std::mem::take(&mut self.payoff);
-        let hit = self.replay(&probe, request, out, serial);
-        self.payoff = payoff;
         hit
     }
 
@@ -782,10 +760,15 @@ mod tests {
         let mut skipped = 0;
         for i in 0..3 * PAYOFF_WINDOW {
             let request = distinct(i);
-            match cache.consult(&request, &mut out, 1) {
-                Consulted::Replayed => panic!("nothing was stored"),
-                Consulted::Missed => cache.store(&request, &request, Validity::Serial(1)),
-                Consulted::Skipped => skipped += 1,
+            match cache.probe(&request) {
+                Some(probe) => {
+                    assert!(
+                        !cache.replay(&probe, &request, &mut out, 1),
+                        "nothing was stored"
+                    );
+                    cache.offer(&probe, &request, Validity::Serial(1));
+                }
+                None => skipped += 1,
             }
         }
         assert!(cache.is_sampling());
@@ -805,7 +788,9 @@ mod tests {
         cache.store(&hot, &hot, Validity::Serial(1));
         let mut replayed = 0;
         for _ in 0..(2 * PAYOFF_WINDOW) * SAMPLE_ONE_IN as u32 * 2 {
-            if cache.consult(&hot, &mut out, 1) == Consulted::Replayed {
+            if let Some(probe) = cache.probe(&hot)
+                && cache.replay(&probe, &hot, &mut out, 1)
+            {
                 replayed += 1;
                 assert_eq!(out, hot, "a sampled replay is still a replay");
             }
@@ -816,7 +801,8 @@ mod tests {
         assert!(!cache.is_sampling(), "hits came back, sampling did not end");
         assert!(replayed > PAYOFF_WINDOW / 2, "{replayed} sampled replays");
         for _ in 0..100 {
-            assert_eq!(cache.consult(&hot, &mut out, 1), Consulted::Replayed);
+            let probe = cache.probe(&hot).expect("every query probed again");
+            assert!(cache.replay(&probe, &hot, &mut out, 1));
         }
         // `answer` itself always looks up.
         assert!(cache.answer(&hot, &mut out, 1));
