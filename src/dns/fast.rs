@@ -207,7 +207,7 @@ impl Entry {
 
 type KeyHasher = foldhash::fast::RandomState;
 
-/// One receive loop's cache of encoded responses: a table of slots in sets of [`WAYS`], the
+/// One receive loop's cache of encoded responses: a table of slots in sets of four (`WAYS`), the
 /// set chosen by the key's hash (a new entry takes a free slot of its set, else replaces the
 /// set's entries in turn), so that a batch can ask the CPU for every
 /// datagram's slot, then for the entries found, before it reads any ([`AnswerCache::probe`],
@@ -293,7 +293,7 @@ impl Payoff {
 }
 
 impl AnswerCache {
-    /// An empty cache of `capacity` slots (rounded up to a power of two, at least [`WAYS`]).
+    /// An empty cache of `capacity` slots (rounded up to a power of two, at least `WAYS`).
     pub fn new(capacity: usize) -> Self {
         Self {
             slots: (0..capacity.max(WAYS).next_power_of_two())
@@ -312,8 +312,8 @@ impl AnswerCache {
     /// slots; `None` for a request the cache does not take (not a plain query), or, while
     /// lookups do not pay, for one not sampled: its answer is not offered either.
     ///
-    /// While lookups pay (one in [`PAYING_ONE_IN`] or more hits, over the last
-    /// [`PAYOFF_WINDOW`] of them), every plain query is probed. While they do not (a large
+    /// While lookups pay (one in `PAYING_ONE_IN` or more hits, over the last
+    /// `PAYOFF_WINDOW` of them), every plain query is probed. While they do not (a large
     /// cluster asked across all its names: most answers are not cached, and would not be for
     /// long), only a random sixteenth of queries is: that costs the others nothing and tells
     /// when the hit rate comes back.

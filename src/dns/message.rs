@@ -14,7 +14,7 @@
 //!
 //! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
 //! question is echoed exactly as sent, case included) and encoding hickory-proto's
-//! `emit_message_parts`, with the question's name offered for compression ([`EchoedQuestion`]). A
+//! `emit_message_parts`, with the question's name offered for compression (`EchoedQuestion`). A
 //! question name with a compression pointer is not echoed: the pointer would lead elsewhere in
 //! the response, which then would not parse.
 //!

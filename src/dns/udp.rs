@@ -4,12 +4,14 @@
 //!
 //! ```text
 //!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> answer_batch:
-//!                       1. each datagram: replay, else read it (direct path) and ask the
-//!                          CPU for its Service's map entry
-//!                       2. each read one: ask for its Service's records (the entry has
+//!                       1. each datagram: probe the answer cache (hash, ask the CPU for its
+//!                          set of slots), then ask for the entries found
+//!                       2. each: replay, else read it (direct path) and ask for its
+//!                          Service's map entry
+//!                       3. each read one: ask for its Service's records (the entry has
 //!                          arrived), then look them up and ask for their arrays (then, for
 //!                          SRV, for the ports those arrays point at)
-//!                       3. each left: write it (direct path), else general path (Responder)
+//!                       4. each left: write it (direct path), else general path (Responder)
 //!                       --> the batch's reused reply buffers
 //!                    --sendmmsg--> clients
 //! ```
@@ -200,11 +202,13 @@ impl Replies {
 }
 
 /// Answers a batch of datagrams into `replies` (the reply to datagram `i` in slot `i`), in
-/// stages, [`BATCH`] datagrams at a time: each datagram is replayed from the answer cache or
-/// read by the direct path, which asks the CPU for its Service's map entry; then the Services
-/// are looked up, asking for the records an answer reads; then each answer is written (by the
-/// direct path or, failing that, the general path). On a large cluster those reads rarely hit
-/// the CPU's caches: asked for a batch at a time, their waits overlap instead of adding up.
+/// stages, [`BATCH`] datagrams at a time, each stage for all of them before the next: the
+/// answer cache is probed (asking the CPU for each datagram's set of slots, then for the
+/// entries found); each datagram is replayed or read by the direct path, which asks for its
+/// Service's map entry; the Services' records are asked for, looked up, and their arrays
+/// asked for; then each answer is written (by the direct path or, failing that, the general
+/// path). On a large cluster those reads rarely hit the CPU's caches: asked for a batch at a
+/// time, their waits overlap instead of adding up.
 ///
 /// Every datagram gets the answer it would get alone ([`answer`]): the stages only move the
 /// reads earlier. The serial an answer is cached under is read before the batch's first
@@ -250,10 +254,10 @@ fn answer_chunk(
     }
     let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
     let mut replayed = [false; BATCH];
-    for (i, ((request, _), scratch)) in datagrams.iter().zip(lowered.iter_mut()).enumerate() {
-        if !synced {
-            continue;
-        }
+    // Unsynced, every datagram goes to the general path, which applies R11 (a negative
+    // answer is SERVFAIL until the first complete state).
+    let stage = datagrams.iter().zip(lowered.iter_mut()).enumerate();
+    for (i, ((request, _), scratch)) in stage.filter(|_| synced) {
         let reply = &mut replies.slots[first + i].0;
         if let Some(probe) = &probes[i]
             && cache.replay(probe, request, reply, serial)

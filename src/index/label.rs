@@ -20,7 +20,7 @@ use super::inline::InlineBytes;
 /// The longest label kept inline.
 pub const INLINE_LEN: usize = 30;
 
-/// A label's text, inline up to [`INLINE_LEN`] bytes.
+/// A label's text, inline up to `INLINE_LEN` bytes.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label(InlineBytes<INLINE_LEN>);
 

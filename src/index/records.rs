@@ -216,7 +216,7 @@ impl ServiceRecords {
     }
 
     /// Asks the CPU to start loading what an answer from these records reads first: the
-    /// endpoints (up to [`PREFETCHED_LINES`] cache lines of them) and, for an SRV answer, their
+    /// endpoints (up to `PREFETCHED_LINES` cache lines of them) and, for an SRV answer, their
     /// SRV order. A hint for a batch that looks up every Service before it writes any answer.
     pub fn prefetch(&self, srv: bool) {
         prefetch_slice(&self.endpoints, PREFETCHED_LINES);

@@ -13,10 +13,13 @@
 //!  anything else (ClusterIP, ExternalName, PTR, apex, other types, no room) -> None
 //! ```
 //!
-//! A batch takes two stages: [`Direct::prepare`] reads every question and looks its Service
-//! up (starting the loads of the records an answer reads: on a large cluster they are rarely
-//! in the CPU's caches, and asked for together they arrive together), then [`Direct::write`]
-//! answers each; [`Direct::answer`] does both for one.
+//! A batch takes the stages one datagram at a time, each for all of its datagrams before the
+//! next: [`Direct::prepare`] reads the question and asks the CPU for its Service's map entry,
+//! [`Direct::prefetch_records`] for the records that entry points at, [`Direct::look_up`]
+//! takes them and asks for their endpoints, [`Direct::prefetch_ports`] for an SRV answer's
+//! ports, and [`Direct::write`] answers. On a large cluster those reads rarely hit the CPU's
+//! caches; asked for together, they arrive together. [`Direct::answer`] takes every stage
+//! for one question.
 //!
 //! The record rules are the general path's own where they can be shared (`srv_entries`,
 //! [`ServiceRecords::endpoints_labelled`], [`srv_weight`], the name parser); what is written
@@ -103,7 +106,7 @@ impl Direct {
     }
 
     /// Writes the response to `request` into `out` and says what it was; `None` (and `out`
-    /// untouched) when the general path must answer. [`Self::prepare`] then [`Self::write`].
+    /// untouched) when the general path must answer. Every stage, for this one question.
     pub fn answer(
         &mut self,
         index: &Index,
@@ -124,8 +127,8 @@ impl Direct {
     }
 
     /// Stage one: reads `request` (its name lowercased into `lowered`), places it in a zone and
-    /// asks the CPU to start loading the map entry of the Service it names. `None` when the question is not one
-    /// this path answers.
+    /// asks the CPU to start loading the map entry of the Service it names. `None` when the
+    /// question is not one this path answers.
     pub fn prepare<'q>(
         &self,
         index: &Index,
@@ -177,25 +180,23 @@ impl Direct {
         }
     }
 
-    /// Stage two: looks up the Service a prepared question names (its map slot and records
-    /// already on their way after [`Self::prepare`]) and asks for the arrays an answer reads.
+    /// Stage two: looks up the Service a prepared question names (its map entry and records
+    /// already on their way after [`Self::prepare`] and [`Self::prefetch_records`]) and asks
+    /// for the arrays an answer reads.
     pub fn look_up(&self, index: &Index, prepared: &mut Prepared<'_>) {
         let Some((namespace, service)) = service_of(&prepared.name) else {
             return;
         };
         prepared.records = index.service(namespace, service);
         if let Some(records) = &prepared.records {
-            let srv = prepared.question.qtype == TYPE_SRV
-                && !matches!(prepared.name, ForwardName::Endpoint { .. });
-            records.prefetch(srv);
+            records.prefetch(prepared.lists_srv());
         }
     }
 
     /// Between stages two and three, for an SRV question: asks for the ports its answer lists
     /// (read from the endpoints [`Self::look_up`] asked for).
     pub fn prefetch_ports(&self, prepared: &Prepared<'_>) {
-        if prepared.question.qtype == TYPE_SRV
-            && !matches!(prepared.name, ForwardName::Endpoint { .. })
+        if prepared.lists_srv()
             && let Some(records) = &prepared.records
         {
             records.prefetch_ports();
@@ -204,7 +205,7 @@ impl Direct {
 
     /// Stage three: writes the response to a prepared question into `out` and says what it was;
     /// `None` (and `out` untouched) when the general path must answer. The answer is computed
-    /// from the records [`Self::prepare`] read, as they were published then.
+    /// from the records [`Self::look_up`] took, as they were published then.
     pub fn write(
         &mut self,
         index: &Index,
@@ -438,9 +439,10 @@ pub struct Written {
     pub records: Option<Arc<ServiceRecords>>,
 }
 
-/// A question the direct path takes, read and looked up ([`Direct::prepare`]) but not yet
-/// answered ([`Direct::write`]). It holds the Service's records it found, so a batch can look
-/// every datagram's Service up (and start loading their records) before it writes.
+/// A question the direct path takes, read ([`Direct::prepare`]) and then looked up
+/// ([`Direct::look_up`]) but not yet answered ([`Direct::write`]). It holds the Service's
+/// records once found, so a batch can look every datagram's Service up (and start loading
+/// their records) before it writes.
 #[derive(Debug)]
 pub struct Prepared<'q> {
     question: Question<'q>,
@@ -449,6 +451,14 @@ pub struct Prepared<'q> {
     name: ForwardName<'q>,
     /// The Service the name names, as published when it was read.
     records: Option<Arc<ServiceRecords>>,
+}
+
+impl Prepared<'_> {
+    /// Whether an answer would list SRV records (SRV at a Service or a named port), so it reads
+    /// the SRV order and the ports.
+    fn lists_srv(&self) -> bool {
+        self.question.qtype == TYPE_SRV && !matches!(self.name, ForwardName::Endpoint { .. })
+    }
 }
 
 /// One question, read.
