@@ -44,7 +44,7 @@ pub use records::{
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
-use crate::sys::prefetch::{prefetch_address_hint, prefetch_arc};
+use crate::sys::prefetch::{prefetch_address, prefetch_arc};
 
 /// The name an address's PTR record points at: `<label>.<svc>.<ns>.svc.<zone>.`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,9 +137,9 @@ impl Index {
         }
         let position = hash & (table.buckets() - 1);
         let buckets_end = table.data_end().as_ptr();
-        prefetch_address_hint(buckets_end.cast::<u8>().wrapping_add(position));
+        prefetch_address(buckets_end.cast::<u8>().wrapping_add(position));
         for probe in [position, position + 1] {
-            prefetch_address_hint(buckets_end.wrapping_sub(probe + 1).cast::<u8>());
+            prefetch_address(buckets_end.wrapping_sub(probe + 1).cast::<u8>());
         }
     }
 

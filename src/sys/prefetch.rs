@@ -1,21 +1,49 @@
 //! Asking the CPU to start loading memory that will be read soon (a software prefetch).
 //!
-//! The UDP path answers a batch of datagrams in two stages: it first looks up every
-//! datagram's Service and asks for the records' arrays here, then writes the answers. On a
-//! large cluster those arrays are rarely in the CPU's caches; asked for together, their loads
+//! The UDP path answers a batch of datagrams in stages (`dns::udp::answer_batch`): it asks
+//! here for what every datagram will read (its answer-cache set, its Service's map entry, the
+//! records, their arrays), a step for the whole batch at a time, before it reads any of it.
+//! On a large cluster that memory is rarely in the CPU's caches; asked for together, the loads
 //! overlap instead of stalling one answer after another.
 //!
 //! A prefetch is a hint: it never faults, has no effect a program can observe but timing, and
-//! is free to be ignored. The functions take references, so they only ever name memory the
-//! caller may read anyway. On targets other than x86-64 they do nothing.
+//! is free to be ignored. So any address may be named, even one computed into a structure
+//! another crate owns or the counts of an `Arc` whose value is gone; a wrong guess costs a
+//! useless load, never a wrong answer. On targets other than x86-64 these do nothing.
 
 /// Bytes per cache line (x86-64).
 const LINE: usize = 64;
 
 /// Asks for the first `max_lines` cache lines of `items` (all of them when shorter).
 pub fn prefetch_slice<T>(items: &[T], max_lines: usize) {
-    let bytes = std::mem::size_of_val(items).min(max_lines * LINE);
-    let start = items.as_ptr().cast::<u8>();
+    prefetch_lines(
+        items.as_ptr().cast::<u8>(),
+        std::mem::size_of_val(items).min(max_lines * LINE),
+    );
+}
+
+/// Asks for what an `Arc` points at: its reference counts (which a clone writes) and the
+/// first cache lines of the value.
+pub fn prefetch_arc<T>(shared: &std::sync::Arc<T>) {
+    let value = std::sync::Arc::as_ptr(shared).cast::<u8>();
+    prefetch_counted(value, std::mem::size_of::<T>().min(4 * LINE));
+}
+
+/// Asks for the reference counts and first cache line of what a `Weak` points at (without
+/// upgrading it: the allocation lives while the `Weak` does, the value perhaps not).
+pub fn prefetch_weak<T>(weak: &std::sync::Weak<T>) {
+    prefetch_counted(weak.as_ptr().cast::<u8>(), 1);
+}
+
+/// The counts of a reference-counted allocation, which sit right before its value, and the
+/// first `bytes` of the value.
+fn prefetch_counted(value: *const u8, bytes: usize) {
+    prefetch_address(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
+    prefetch_lines(value, bytes.max(1));
+}
+
+/// Every cache line of the `bytes` bytes from `start`.
+fn prefetch_lines(start: *const u8, bytes: usize) {
     let mut offset = 0;
     while offset < bytes {
         prefetch_address(start.wrapping_add(offset));
@@ -23,51 +51,19 @@ pub fn prefetch_slice<T>(items: &[T], max_lines: usize) {
     }
 }
 
-/// Asks for the cache line holding `value`.
-pub fn prefetch<T: ?Sized>(value: &T) {
-    prefetch_address(std::ptr::from_ref(value).cast::<u8>());
-}
-
-/// Asks for what an `Arc` points at: its reference counts (which a clone writes) and the
-/// first cache lines of the value.
-pub fn prefetch_arc<T>(shared: &std::sync::Arc<T>) {
-    let value = std::sync::Arc::as_ptr(shared).cast::<u8>();
-    // The counts sit right before the value, in the same allocation.
-    prefetch_address(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
-    let mut offset = 0;
-    while offset < std::mem::size_of::<T>().min(4 * LINE) {
-        prefetch_address(value.wrapping_add(offset));
-        offset += LINE;
-    }
-}
-
-/// Asks for the cache line at `address`, which may point anywhere (even at memory freed
-/// since): a prefetch reads nothing the program sees. For addresses computed into a structure
-/// another crate owns (a hash table's bucket), where no reference can name them.
-pub fn prefetch_address_hint(address: *const u8) {
-    prefetch_address(address);
-}
-
-/// Asks for the reference counts and first cache line of what a `Weak` points at (without
-/// upgrading it: the allocation lives while the `Weak` does, the value perhaps not).
-pub fn prefetch_weak<T>(weak: &std::sync::Weak<T>) {
-    let value = weak.as_ptr().cast::<u8>();
-    prefetch_address(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
-    prefetch_address(value);
-}
-
+/// Asks for the cache line at `address`, which may point anywhere (see the module's doc).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-fn prefetch_address(address: *const u8) {
+pub fn prefetch_address(address: *const u8) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // SAFETY: PREFETCHT0 does not access memory architecturally: it cannot fault, whatever the
-    // address, and changes nothing but the cache. (Callers pass addresses inside, or one
-    // line past the end of, memory they hold a reference to.)
+    // address, and changes nothing but the cache.
     unsafe { _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>()) }
 }
 
+/// Asks for the cache line at `address`: nothing on this target.
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch_address(_address: *const u8) {}
+pub fn prefetch_address(_address: *const u8) {}
 
 #[cfg(test)]
 mod tests {
@@ -82,8 +78,8 @@ mod tests {
         prefetch_slice(&values, 4);
         prefetch_slice(&values, usize::MAX / LINE);
         prefetch_slice(&values[999..], 8);
-        prefetch(&values[500]);
-        prefetch("text");
+        prefetch_address(std::ptr::null());
+        prefetch_address(values.as_ptr().wrapping_add(usize::MAX / 16).cast());
         let shared = std::sync::Arc::new([7u64; 100]);
         prefetch_arc(&shared);
         let weak = std::sync::Arc::downgrade(&shared);
