@@ -157,6 +157,12 @@ impl FastPath {
     pub fn replayed(&self) -> u64 {
         self.cache.hits()
     }
+
+    /// Whether the answer cache looks up only a sample of queries at the moment (its lookups
+    /// have not been paying: `AnswerCache::probe`).
+    pub fn cache_is_sampling(&self) -> bool {
+        self.cache.is_sampling()
+    }
 }
 
 /// The replies to one batch, by the position of their datagram; buffers are reused from batch
