@@ -18,7 +18,8 @@
 //!
 //! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
 //! the steady state takes no lock of its own and allocates no reply (the fast paths are the
-//! worker's own; the index is read through an atomic serial and a map read). The stages exist
+//! worker's own; the index is read through an atomic serial and short shard read locks of
+//! its map, one step of a lookup at a time). The stages exist
 //! for the CPU's caches: on a large cluster a Service's entry and records are rarely cached,
 //! and a batch's loads, started together, overlap. With response rate limiting on, each
 //! response (replayed or not) passes [`RateLimiter::filter`] right before it is sent; with it

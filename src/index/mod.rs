@@ -12,8 +12,9 @@
 //! - only [`IndexWriter`] mutates the maps, and it cannot be cloned;
 //! - a Service's answers change atomically: its records are rebuilt aside and swapped in as one
 //!   `Arc`, so a reader sees all of a slice update or none of it;
-//! - a reader holds a shard guard only for one `get` (it clones the `Arc` out), never across
-//!   `.await`;
+//! - a reader holds a shard guard only for one step: a `get` (to clone the `Arc` out, or to
+//!   read where it points for a prefetch) or reading the table's layout for a prefetch; never
+//!   across `.await`;
 //! - the lookup key is built on the stack: a lookup allocates nothing;
 //! - the serial moves (and only moves) when some published answer changed (R8).
 //!
