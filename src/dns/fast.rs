@@ -41,14 +41,13 @@
 //!   whether it is replayed.
 
 use std::hash::BuildHasher;
-use std::sync::{Arc, Weak};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use crate::index::ServiceRecords;
+use crate::index::{Retirement, ServiceRecords};
 use crate::metrics::QueryOutcome;
-use crate::sys::prefetch::{prefetch_slice, prefetch_weak};
+use crate::sys::prefetch::prefetch_slice;
 
 /// Answers kept per receive loop, at most (slots of the answer cache).
 pub const DEFAULT_CAPACITY: usize = 16384;
@@ -166,20 +165,21 @@ fn key_of<'b>(plain: &Plain<'_>, buffer: &'b mut [u8; MAX_KEY]) -> &'b [u8] {
 pub enum Validity {
     /// Valid while the index's serial is this one (read before the response was computed).
     Serial(u32),
-    /// Valid while these Service records are not retired (they are all the response read).
-    Records(Weak<ServiceRecords>),
+    /// Valid while the Service records it was computed from are not retired (they are all
+    /// the response read); the handle does not keep them alive.
+    Records(Retirement),
 }
 
 impl Validity {
     /// Valid while `records` are published.
-    pub fn records(records: &Arc<ServiceRecords>) -> Self {
-        Self::Records(Arc::downgrade(records))
+    pub fn records(records: &ServiceRecords) -> Self {
+        Self::Records(records.retirement())
     }
 
     fn holds(&self, serial: u32) -> bool {
         match self {
             Self::Serial(computed_at) => *computed_at == serial,
-            Self::Records(records) => records.upgrade().is_some_and(|r| !r.is_retired()),
+            Self::Records(retirement) => !retirement.is_retired(),
         }
     }
 }
@@ -227,7 +227,7 @@ pub struct AnswerCache {
 
 /// A plain query read and hashed for the cache ([`AnswerCache::probe`]), kept for the rest of
 /// its way through the batch: the replay, then the offer of its computed answer.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Probe {
     hash: u64,
     key: [u8; MAX_KEY],
@@ -309,7 +309,7 @@ impl AnswerCache {
     }
 
     /// Reads `request` as a plain query and hashes its key, and asks the CPU for its set of
-    /// slots; `None` for a request the cache does not take (not a plain query), or, while
+    /// slots; false for a request the cache does not take (not a plain query), or, while
     /// lookups do not pay, for one not sampled: its answer is not offered either.
     ///
     /// While lookups pay (one in `PAYING_ONE_IN` or more hits, over the last
@@ -317,13 +317,15 @@ impl AnswerCache {
     /// cluster asked across all its names: most answers are not cached, and would not be for
     /// long), only a random sixteenth of queries is: that costs the others nothing and tells
     /// when the hit rate comes back.
-    pub fn probe(&mut self, request: &[u8]) -> Option<Probe> {
-        if !self.payoff.look_up() {
-            return None;
+    ///
+    /// The probe is read into `probe` (kept by the caller from batch to batch); false when
+    /// there is none, and `probe` means nothing then.
+    pub fn probe(&mut self, request: &[u8], probe: &mut Probe) -> bool {
+        if !self.payoff.look_up() || !probe.read(&self.hasher, request) {
+            return false;
         }
-        let probe = Probe::of(&self.hasher, request)?;
         prefetch_slice(self.set_of(probe.hash), WAYS);
-        Some(probe)
+        true
     }
 
     /// Asks the CPU for the entry a probe's slot holds (the slot itself has arrived), when it
@@ -332,8 +334,8 @@ impl AnswerCache {
         let set = self.set_of(probe.hash);
         if let Some(entry) = set.iter().flatten().find(|entry| entry.hash == probe.hash) {
             prefetch_slice(&entry.bytes, 4);
-            if let Validity::Records(records) = &entry.validity {
-                prefetch_weak(records);
+            if let Validity::Records(retirement) = &entry.validity {
+                retirement.prefetch();
             }
         }
     }
@@ -502,15 +504,33 @@ impl AnswerCache {
 impl Probe {
     /// The probe of a plain query, with no sampling and no prefetch.
     fn of(hasher: &KeyHasher, request: &[u8]) -> Option<Self> {
-        let plain = plain(request)?;
-        let mut key = [0u8; MAX_KEY];
-        let key_len = key_of(&plain, &mut key).len();
-        Some(Self {
-            hash: hasher.hash_one(&key[..key_len]),
-            key,
-            key_len: key_len as u16,
-            question_len: plain.question.len() as u16,
-        })
+        let mut probe = Self::default();
+        probe.read(hasher, request).then_some(probe)
+    }
+
+    /// Reads `request` into this probe (in place: a key is a few hundred bytes, not worth
+    /// moving); false, leaving the probe meaningless, when it is not a plain query.
+    fn read(&mut self, hasher: &KeyHasher, request: &[u8]) -> bool {
+        let Some(plain) = plain(request) else {
+            return false;
+        };
+        let key_len = key_of(&plain, &mut self.key).len();
+        self.hash = hasher.hash_one(&self.key[..key_len]);
+        self.key_len = key_len as u16;
+        self.question_len = plain.question.len() as u16;
+        true
+    }
+}
+
+impl Default for Probe {
+    /// A probe of nothing yet, to be [`Probe::read`] into.
+    fn default() -> Self {
+        Self {
+            hash: 0,
+            key: [0; MAX_KEY],
+            key_len: 0,
+            question_len: 0,
+        }
     }
 }
 
@@ -549,19 +569,16 @@ impl Doorkeeper {
     }
 }
 
-/// What a replayed response was, for the metrics (read from its bytes).
-pub fn outcome_of(response: &[u8]) -> QueryOutcome {
+/// What a replayed response to `probe`'s question was, for the metrics (read from its header
+/// and the question's type: no name to walk).
+pub fn outcome_of(response: &[u8], probe: &Probe) -> QueryOutcome {
     let byte = |i: usize| response.get(i).copied().unwrap_or(0);
-    let qtype = name_end(response, HEADER_LEN).and_then(|end| {
-        Some(u16::from_be_bytes([
-            *response.get(end)?,
-            *response.get(end + 1)?,
-        ]))
-    });
+    let type_at = HEADER_LEN + usize::from(probe.question_len) - 4;
+    let qtype = RecordType::from(u16::from_be_bytes([byte(type_at), byte(type_at + 1)]));
     let rcode = ResponseCode::from(0, byte(3) & 0x0f);
     let answers = u16::from_be_bytes([byte(6), byte(7)]);
     QueryOutcome {
-        qtype: qtype.map(RecordType::from),
+        qtype: Some(qtype),
         rcode: Some(rcode),
         truncated: byte(2) & 0x02 != 0,
         nodata: rcode == ResponseCode::NoError && answers == 0,
@@ -584,6 +601,7 @@ mod tests {
     use crate::config::SrvTargetStyle;
     use crate::index::{Index, IndexWriter};
     use crate::model::{AddressFamily, Endpoint, EndpointSlice, Service, ServiceKey, ServiceKind};
+    use std::sync::Arc;
 
     fn query(name: &[u8], opt: Option<&[u8]>) -> Vec<u8> {
         let mut message = vec![
@@ -728,6 +746,24 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_from_records_dropped_unretired_is_not_replayed() {
+        let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
+        let records = published(&mut writer, &index, "10.0.0.1");
+        let request = query(NAME, None);
+        let mut cache = AnswerCache::new(4);
+        cache.store(&request, &request, Validity::records(&records));
+        let mut out = Vec::new();
+        assert!(cache.answer(&request, &mut out, index.serial()));
+        // The whole index goes away (say, a worker torn down) without the writer retiring
+        // anything: the records' last owner drops them, and that alone ends the answer.
+        let serial = index.serial();
+        drop((index, writer));
+        assert!(!records.is_retired(), "not retired while alive");
+        drop(records);
+        assert!(!cache.answer(&request, &mut out, serial));
+    }
+
+    #[test]
     fn answers_cheap_to_compute_are_kept_only_for_questions_seen_before() {
         let request = query(NAME, None);
         let mut cache = AnswerCache::new(4);
@@ -758,17 +794,17 @@ mod tests {
         // Names asked once each: nothing is ever replayed.
         let distinct = |i: u32| query(format!("\x06n{i:05}\x00").as_bytes(), None);
         let mut skipped = 0;
+        let mut probe = Probe::default();
         for i in 0..3 * PAYOFF_WINDOW {
             let request = distinct(i);
-            match cache.probe(&request) {
-                Some(probe) => {
-                    assert!(
-                        !cache.replay(&probe, &request, &mut out, 1),
-                        "nothing was stored"
-                    );
-                    cache.offer(&probe, &request, Validity::Serial(1));
-                }
-                None => skipped += 1,
+            if cache.probe(&request, &mut probe) {
+                assert!(
+                    !cache.replay(&probe, &request, &mut out, 1),
+                    "nothing was stored"
+                );
+                cache.offer(&probe, &request, Validity::Serial(1));
+            } else {
+                skipped += 1;
             }
         }
         assert!(cache.is_sampling());
@@ -788,9 +824,7 @@ mod tests {
         cache.store(&hot, &hot, Validity::Serial(1));
         let mut replayed = 0;
         for _ in 0..(2 * PAYOFF_WINDOW) * SAMPLE_ONE_IN as u32 * 2 {
-            if let Some(probe) = cache.probe(&hot)
-                && cache.replay(&probe, &hot, &mut out, 1)
-            {
+            if cache.probe(&hot, &mut probe) && cache.replay(&probe, &hot, &mut out, 1) {
                 replayed += 1;
                 assert_eq!(out, hot, "a sampled replay is still a replay");
             }
@@ -801,7 +835,7 @@ mod tests {
         assert!(!cache.is_sampling(), "hits came back, sampling did not end");
         assert!(replayed > PAYOFF_WINDOW / 2, "{replayed} sampled replays");
         for _ in 0..100 {
-            let probe = cache.probe(&hot).expect("every query probed again");
+            assert!(cache.probe(&hot, &mut probe), "every query probed again");
             assert!(cache.replay(&probe, &hot, &mut out, 1));
         }
         // `answer` itself always looks up.

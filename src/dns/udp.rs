@@ -142,6 +142,8 @@ pub struct FastPath {
     cache: AnswerCache,
     /// One buffer per datagram of a batch for its lowercased name (kept: no allocation).
     lowered: Vec<Vec<u8>>,
+    /// One answer-cache probe per datagram of a batch (kept: read in place).
+    probes: Box<[Probe]>,
 }
 
 impl FastPath {
@@ -151,6 +153,7 @@ impl FastPath {
             direct: Direct::new(authority),
             cache: AnswerCache::new(DEFAULT_CAPACITY),
             lowered: (0..BATCH).map(|_| Vec::with_capacity(256)).collect(),
+            probes: (0..BATCH).map(|_| Probe::default()).collect(),
         }
     }
 
@@ -245,20 +248,29 @@ fn answer_chunk(
         direct,
         cache,
         lowered,
+        probes,
     } = fast;
     let synced = index.is_synced();
     // Read before anything is computed: an answer stored under it is never newer than it.
     let serial = index.serial();
-    // The cache's probes: `None` for a datagram it does not look up (nor keep the answer of).
-    let mut probes: [Option<Probe>; BATCH] = std::array::from_fn(|_| None);
+    // Whether the cache probed a datagram: it does not look up the others (nor keep their
+    // answers).
+    let mut probed = [false; BATCH];
     if synced {
-        for (probe, (request, _)) in probes.iter_mut().zip(datagrams) {
-            *probe = cache.probe(request);
+        for ((probed, probe), (request, _)) in
+            probed.iter_mut().zip(probes.iter_mut()).zip(datagrams)
+        {
+            *probed = cache.probe(request, probe);
         }
-        for probe in probes.iter().flatten() {
+        for (_, probe) in probed
+            .iter()
+            .zip(probes.iter())
+            .filter(|(probed, _)| **probed)
+        {
             cache.prefetch(probe);
         }
     }
+    let probe_of = |i: usize| probed[i].then(|| &probes[i]);
     let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
     let mut replayed = [false; BATCH];
     // Unsynced, every datagram goes to the general path, which applies R11 (a negative
@@ -266,10 +278,10 @@ fn answer_chunk(
     let stage = datagrams.iter().zip(lowered.iter_mut()).enumerate();
     for (i, ((request, _), scratch)) in stage.filter(|_| synced) {
         let reply = &mut replies.slots[first + i].0;
-        if let Some(probe) = &probes[i]
+        if let Some(probe) = probe_of(i)
             && cache.replay(probe, request, reply, serial)
         {
-            replies.outcomes.push(outcome_of(reply));
+            replies.outcomes.push(outcome_of(reply, probe));
             (replayed[i], replies.ready[first + i]) = (true, true);
             continue;
         }
@@ -288,7 +300,7 @@ fn answer_chunk(
         if replayed[i] {
             continue;
         }
-        let probe = probes[i].as_ref();
+        let probe = probe_of(i);
         let reply = &mut replies.slots[first + i].0;
         let written = prepared[i]
             .take()

@@ -40,7 +40,7 @@ pub use label::Label;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{
-    NotReadyEndpoint, ReadyEndpoint, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
+    NotReadyEndpoint, ReadyEndpoint, Retirement, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
 };
 pub use writer::IndexWriter;
 

@@ -27,7 +27,7 @@ use super::label::Label;
 use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
 use crate::model::{Port, ServiceKind};
-use crate::sys::prefetch::prefetch_slice;
+use crate::sys::prefetch::{prefetch_arc, prefetch_slice};
 
 /// A ready endpoint address with what its names need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +102,12 @@ pub struct ServiceRecords {
 
 /// Whether the writer has replaced or removed a published [`ServiceRecords`]. It is not part of
 /// the value: a clone starts unretired, and two records that differ only here are equal.
+///
+/// The flag is shared ([`ServiceRecords::retirement`]), so a cache of answers computed from the
+/// records can check it with one plain load, without upgrading a `Weak` to the records (two
+/// atomic read-modify-writes per check) and without keeping the records alive.
 #[derive(Debug, Default)]
-struct RetiredMark(AtomicBool);
+struct RetiredMark(Arc<AtomicBool>);
 
 impl Clone for RetiredMark {
     fn clone(&self) -> Self {
@@ -118,6 +122,31 @@ impl PartialEq for RetiredMark {
 }
 
 impl Eq for RetiredMark {}
+
+impl Drop for RetiredMark {
+    /// Records that are gone are not published either: a handle that outlives them says
+    /// retired, whether or not the writer got to mark them.
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A handle on the retired mark of one [`ServiceRecords`] value: it outlives the records and
+/// says whether they are still published.
+#[derive(Clone, Debug)]
+pub struct Retirement(Arc<AtomicBool>);
+
+impl Retirement {
+    /// Whether the records have been replaced or removed (see [`ServiceRecords::is_retired`]).
+    pub fn is_retired(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Asks the CPU for the mark (for a check soon after).
+    pub fn prefetch(&self) {
+        prefetch_arc(&self.0);
+    }
+}
 
 impl ServiceRecords {
     /// Compiles a Service and its slices (in any order) into its answers.
@@ -207,6 +236,12 @@ impl ServiceRecords {
     /// replacement (or removing the Service), before it moves the serial.
     pub(crate) fn retire(&self) {
         self.retired.0.store(true, Ordering::Release);
+    }
+
+    /// A handle on the retired mark: it says whether these records are still published,
+    /// without keeping them alive.
+    pub fn retirement(&self) -> Retirement {
+        Retirement(Arc::clone(&self.retired.0))
     }
 
     /// Whether the writer has replaced or removed these records: an answer computed from them

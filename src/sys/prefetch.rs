@@ -8,7 +8,7 @@
 //!
 //! A prefetch is a hint: it never faults, has no effect a program can observe but timing, and
 //! is free to be ignored. So any address may be named, even one computed into a structure
-//! another crate owns or the counts of an `Arc` whose value is gone; a wrong guess costs a
+//! another crate owns or the counts that sit before an `Arc`'s value; a wrong guess costs a
 //! useless load, never a wrong answer. On targets other than x86-64 these do nothing.
 
 /// Bytes per cache line (x86-64).
@@ -22,24 +22,12 @@ pub fn prefetch_slice<T>(items: &[T], max_lines: usize) {
     );
 }
 
-/// Asks for what an `Arc` points at: its reference counts (which a clone writes) and the
-/// first cache lines of the value.
+/// Asks for what an `Arc` points at: its reference counts (which a clone writes; they sit
+/// right before the value) and the first cache lines of the value.
 pub fn prefetch_arc<T>(shared: &std::sync::Arc<T>) {
     let value = std::sync::Arc::as_ptr(shared).cast::<u8>();
-    prefetch_counted(value, std::mem::size_of::<T>().min(4 * LINE));
-}
-
-/// Asks for the reference counts and first cache line of what a `Weak` points at (without
-/// upgrading it: the allocation lives while the `Weak` does, the value perhaps not).
-pub fn prefetch_weak<T>(weak: &std::sync::Weak<T>) {
-    prefetch_counted(weak.as_ptr().cast::<u8>(), 1);
-}
-
-/// The counts of a reference-counted allocation, which sit right before its value, and the
-/// first `bytes` of the value.
-fn prefetch_counted(value: *const u8, bytes: usize) {
     prefetch_address(value.wrapping_sub(2 * std::mem::size_of::<usize>()));
-    prefetch_lines(value, bytes.max(1));
+    prefetch_lines(value, std::mem::size_of::<T>().clamp(1, 4 * LINE));
 }
 
 /// Every cache line of the `bytes` bytes from `start`.
@@ -82,12 +70,8 @@ mod tests {
         prefetch_address(values.as_ptr().wrapping_add(usize::MAX / 16).cast());
         let shared = std::sync::Arc::new([7u64; 100]);
         prefetch_arc(&shared);
-        let weak = std::sync::Arc::downgrade(&shared);
-        prefetch_weak(&weak);
-        drop(shared);
-        prefetch_weak(&weak);
-        prefetch_weak(&std::sync::Weak::<u64>::new());
-        assert!(weak.upgrade().is_none());
+        prefetch_arc(&std::sync::Arc::new(()));
+        assert_eq!(*shared, [7u64; 100]);
         assert_eq!(values, (0..1000).collect::<Vec<u64>>());
     }
 }
