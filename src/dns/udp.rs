@@ -48,7 +48,12 @@ use super::message::{Responder, Transport};
 use super::ratelimit::RateLimiter;
 use crate::index::ServiceRecords;
 use crate::metrics::QueryOutcome;
-use crate::sys::batch::{BATCH, Batch, Sender};
+use crate::sys::batch::{BATCH, Batch, Sender, send_unfragmented_v4};
+
+/// The largest UDP response size (`dns.max_udp_payload`) for which responses are sent with
+/// the Don't Fragment bit: 1232 bytes fit every path of an IPv6-capable network (1280-byte
+/// minimum MTU, less 48 bytes of headers), so no response can be refused for its size.
+pub const UNFRAGMENTED_PAYLOAD: u16 = 1232;
 
 /// How long an idle worker waits for a datagram before checking for shutdown.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
@@ -78,6 +83,15 @@ pub fn serve_udp(
 ) {
     if let Err(error) = socket.set_read_timeout(Some(SHUTDOWN_POLL)) {
         debug!(%error, "cannot set the udp read timeout");
+    }
+    if socket.local_addr().is_ok_and(|a| a.is_ipv4())
+        && responder.max_udp_payload() <= UNFRAGMENTED_PAYLOAD
+    {
+        // RFC 9715: DNS over UDP should not rely on IP fragments. No response of ours can
+        // reach an MTU here, and the kernel skips choosing an IP ID per datagram.
+        if let Err(error) = send_unfragmented_v4(&socket) {
+            debug!(%error, "cannot set DF on udp responses");
+        }
     }
     let mut batch = Batch::default();
     let mut sender = Sender::default();

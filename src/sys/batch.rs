@@ -7,12 +7,12 @@
 //! batch.
 //!
 //! Safety argument, for every `unsafe` block here: the `mmsghdr`, `iovec` and address arrays
-//! all live in the `Batch` or the `Sender` (whose vectors are filled completely before any
-//! pointer into them is taken), or in the caller's slices borrowed for the call, hold at most
-//! `BATCH` entries, and every pointer handed to the kernel points into them and stays
-//! valid for the duration of the call; the kernel writes at most `iov_len` bytes into each
-//! buffer and at most `msg_namelen` bytes into each address, and reports the lengths it wrote,
-//! which are checked before use.
+//! all live in the `Batch` or the `Sender` (fixed arrays of `BATCH` entries, boxed so they do
+//! not move), or in the caller's slices borrowed for the call, and every pointer handed to the
+//! kernel points into them and stays valid for the duration of the call; the kernel writes at
+//! most `iov_len` bytes into each buffer and at most `msg_namelen` bytes into each address, and
+//! reports the lengths it wrote, which are checked before use. Socket options are passed as a
+//! local `c_int` with its size.
 
 #![allow(unsafe_code)]
 
@@ -20,8 +20,6 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
-
-use socket2::SockAddr;
 
 /// Datagrams taken per system call.
 pub const BATCH: usize = 32;
@@ -141,13 +139,90 @@ fn socket_address(storage: &libc::sockaddr_storage, length: libc::socklen_t) -> 
     }
 }
 
+/// Has the kernel send this IPv4 UDP socket's datagrams with the Don't Fragment bit
+/// (`IP_PMTUDISC_PROBE`: DF set, ICMP "fragmentation needed" ignored, so a forged one cannot
+/// lower what is sent). A datagram larger than the interface's MTU then fails to send instead
+/// of going out in fragments: only for sockets whose datagrams stay far below any MTU. The
+/// kernel also skips choosing an IP ID for each datagram (it is 0 with DF).
+pub fn send_unfragmented_v4(socket: &impl AsRawFd) -> io::Result<()> {
+    let mode: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: `mode` is a c_int that outlives the call, and the length passed is its size; the
+    // kernel only reads it.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const mode).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Send headers for up to [`BATCH`] replies, kept between calls so a steady stream of
 /// batches allocates nothing.
-#[derive(Default)]
 pub struct Sender {
-    addresses: Vec<SockAddr>,
-    iovecs: Vec<libc::iovec>,
-    headers: Vec<libc::mmsghdr>,
+    addresses: Box<[RawAddress; BATCH]>,
+    iovecs: Box<[libc::iovec; BATCH]>,
+    headers: Box<[libc::mmsghdr; BATCH]>,
+}
+
+/// A destination as the kernel reads it: IPv4 or IPv6, written in place (no conversion through
+/// a 128-byte `sockaddr_storage`).
+#[derive(Clone, Copy)]
+#[repr(C)]
+union RawAddress {
+    v4: libc::sockaddr_in,
+    v6: libc::sockaddr_in6,
+}
+
+impl RawAddress {
+    /// Writes `address` here; returns the length of what was written.
+    fn set(&mut self, address: SocketAddr) -> libc::socklen_t {
+        match address {
+            SocketAddr::V4(v4) => {
+                self.v4 = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: v4.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*v4.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(v6) => {
+                self.v6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: v6.port().to_be(),
+                    sin6_flowinfo: v6.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: v6.ip().octets(),
+                    },
+                    sin6_scope_id: v6.scope_id(),
+                };
+                size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
+    }
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        // SAFETY: all-zero bytes are valid values of these plain C structs and of the union of
+        // two of them (null pointers, zero lengths, family 0); they are filled in before every
+        // call.
+        let (addresses, iovecs, headers) = unsafe { (zeroed(), zeroed(), zeroed()) };
+        Self {
+            addresses: Box::new(addresses),
+            iovecs: Box::new(iovecs),
+            headers: Box::new(headers),
+        }
+    }
 }
 
 impl std::fmt::Debug for Sender {
@@ -178,32 +253,22 @@ impl Sender {
         replies: &[(Vec<u8>, SocketAddr)],
     ) -> io::Result<usize> {
         let count = replies.len().min(BATCH);
-        let replies = &replies[..count];
-        self.addresses.clear();
-        self.addresses
-            .extend(replies.iter().map(|(_, to)| SockAddr::from(*to)));
-        self.iovecs.clear();
-        self.iovecs
-            .extend(replies.iter().map(|(reply, _)| libc::iovec {
+        for (i, (reply, to)) in replies[..count].iter().enumerate() {
+            let address_len = self.addresses[i].set(*to);
+            self.iovecs[i] = libc::iovec {
                 iov_base: reply.as_ptr().cast_mut().cast(),
                 iov_len: reply.len(),
-            }));
-        self.headers.clear();
-        for (address, iovec) in self.addresses.iter().zip(self.iovecs.iter_mut()) {
-            // SAFETY: an all-zero msghdr is valid; the fields the kernel reads are set below.
-            let mut header: libc::msghdr = unsafe { zeroed() };
-            header.msg_name = address.as_ptr().cast_mut().cast();
-            header.msg_namelen = address.len();
-            header.msg_iov = iovec;
+            };
+            let header = &mut self.headers[i].msg_hdr;
+            header.msg_name = (&raw mut self.addresses[i]).cast();
+            header.msg_namelen = address_len;
+            header.msg_iov = &raw mut self.iovecs[i];
             header.msg_iovlen = 1;
-            self.headers.push(libc::mmsghdr {
-                msg_hdr: header,
-                msg_len: 0,
-            });
+            // No control data, no flags: left zero since `default`.
         }
-        // SAFETY: the headers point into `self.addresses`, `self.iovecs` and the caller's
-        // reply buffers, none of which is touched until this call returns; the kernel only
-        // reads them. `count` is the number of headers.
+        // SAFETY: the first `count` headers point into `self.addresses`, `self.iovecs` and the
+        // caller's reply buffers, none of which is touched until this call returns; the kernel
+        // only reads them (and writes `msg_len`).
         let result = unsafe {
             libc::sendmmsg(
                 socket.as_raw_fd(),
@@ -262,6 +327,62 @@ mod tests {
             let (length, _) = client.recv_from(&mut buffer).unwrap();
             assert_eq!(&buffer[..length], &[i as u8 + 100; 3]);
         }
+    }
+
+    /// Sends `replies` from `server` to each of `clients` (one each) and checks each got its own.
+    fn reply_to_each(server: &UdpSocket, clients: &[UdpSocket]) {
+        let replies: Vec<(Vec<u8>, SocketAddr)> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (vec![i as u8; 100 + i], c.local_addr().unwrap()))
+            .collect();
+        assert_eq!(Sender::default().send_all(server, &replies), replies.len());
+        for (i, client) in clients.iter().enumerate() {
+            client
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut buffer = [0u8; 256];
+            let (length, from) = client.recv_from(&mut buffer).unwrap();
+            assert_eq!(&buffer[..length], &replies[i].0[..]);
+            assert_eq!(from, server.local_addr().unwrap());
+        }
+    }
+
+    #[test]
+    fn replies_reach_ipv6_senders_too() {
+        let Ok(server) = UdpSocket::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here: skipped");
+            return;
+        };
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("[::1]:0").unwrap())
+            .collect();
+        reply_to_each(&server, &clients);
+    }
+
+    #[test]
+    fn unfragmented_sockets_set_df_and_still_send_small_replies() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        send_unfragmented_v4(&server).unwrap();
+        let mut mode: libc::c_int = -1;
+        let mut length = size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `mode` and `length` outlive the call; the kernel writes at most `length`
+        // bytes into `mode` and the length it wrote into `length`.
+        let result = unsafe {
+            libc::getsockopt(
+                server.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&raw mut mode).cast(),
+                &raw mut length,
+            )
+        };
+        assert_eq!(result, 0);
+        assert_eq!(mode, libc::IP_PMTUDISC_PROBE);
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        reply_to_each(&server, &clients);
     }
 
     #[test]
