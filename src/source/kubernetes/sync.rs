@@ -208,7 +208,9 @@ impl Synchronizer {
     fn first_sync(&mut self) {
         let mut state = ClusterState::default();
         for stream in &mut self.streams {
-            for (_, object) in stream.initial.drain() {
+            // Taken, not drained: a drained map keeps its table (megabytes for a large
+            // cluster's list), and nothing is gathered here again.
+            for object in std::mem::take(&mut stream.initial).into_values() {
                 match object {
                     Object::Service(service) => state.services.push(service),
                     Object::Slice(slice, _) => state.slices.push(slice),
