@@ -15,8 +15,8 @@
 //!   (so an SRV answer needs no label lookup: see [`ServiceRecords::srv_targets_alone`]);
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`; the one
 //!   exception is the retired mark, which the writer sets (once, never cleared) after it has
-//!   published the value replacing this one or removed it, so caches of answers computed from
-//!   it can tell they are stale.
+//!   published the value replacing this one or removed it, and which dropping the value sets
+//!   too, so caches of answers computed from it ([`Retirement`]) can tell they are stale.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -226,7 +226,8 @@ fn start(
     })
 }
 
-/// Lists `T` in full, in pages of 500 (as kube-runtime's watcher does); returns the objects.
+/// Lists `T` in full, in pages of 500 (as kube-runtime's watcher does); returns how many
+/// objects came back.
 async fn list_all<T>(api: kube::Api<T>) -> usize
 where
     T: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
