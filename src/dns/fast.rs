@@ -523,7 +523,7 @@ impl Probe {
 }
 
 impl Default for Probe {
-    /// A probe of nothing yet, to be [`Probe::read`] into.
+    /// A probe of nothing yet, for [`AnswerCache::probe`] to read a query into.
     fn default() -> Self {
         Self {
             hash: 0,
