@@ -455,6 +455,31 @@ fn replays_are_never_stale_while_the_index_changes() {
     );
 }
 
+/// Answers `batch` through a worker's pipeline and requires each datagram's reply to be its
+/// answer alone (the general path's, or none); returns how many got none.
+fn answer_each_as_alone(
+    responder: &Responder,
+    fast: &mut FastPath,
+    replies: &mut Replies,
+    batch: &[Vec<u8>],
+    context: &str,
+) -> usize {
+    let datagrams: Vec<(&[u8], SocketAddr)> =
+        batch.iter().map(|r| (r.as_slice(), SOURCE)).collect();
+    answer_batch(responder, fast, &datagrams, replies);
+    let mut dropped = 0;
+    for (i, request) in batch.iter().enumerate() {
+        let alone = responder.respond(request, SOURCE, Transport::Udp);
+        assert_eq!(
+            replies.reply(i),
+            alone.as_deref(),
+            "{context}: datagram {i} differs from its answer alone"
+        );
+        dropped += usize::from(alone.is_none());
+    }
+    dropped
+}
+
 #[test]
 fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
     let (responder, index, mut writer) = responder();
@@ -489,20 +514,9 @@ fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
             // Batches of every size up to past one receive's (answered in chunks).
             let size = (1 + rng.below(40) as usize).min(requests.len() - at);
             let batch = &requests[at..at + size];
-            let datagrams: Vec<(&[u8], SocketAddr)> =
-                batch.iter().map(|r| (r.as_slice(), SOURCE)).collect();
-            answer_batch(&responder, &mut fast, &datagrams, &mut replies);
-            for (i, request) in batch.iter().enumerate() {
-                let alone = responder.respond(request, SOURCE, Transport::Udp);
-                assert_eq!(
-                    replies.reply(i),
-                    alone.as_deref(),
-                    "pass {pass}: datagram {} of a batch of {size} differs from its answer alone",
-                    i
-                );
-                compared += 1;
-                dropped += usize::from(alone.is_none());
-            }
+            let context = format!("pass {pass}, a batch of {size}");
+            dropped += answer_each_as_alone(&responder, &mut fast, &mut replies, batch, &context);
+            compared += size;
             at += size;
         }
     }
@@ -529,17 +543,8 @@ fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
             })
             .collect();
         for batch in fresh.chunks(BATCH) {
-            let datagrams: Vec<(&[u8], SocketAddr)> =
-                batch.iter().map(|r| (r.as_slice(), SOURCE)).collect();
-            answer_batch(&responder, &mut fast, &datagrams, &mut replies);
-            for (i, request) in batch.iter().enumerate() {
-                let alone = responder.respond(request, SOURCE, Transport::Udp);
-                assert_eq!(
-                    replies.reply(i),
-                    alone.as_deref(),
-                    "EDNS {edns:?}: datagram {i} differs from its answer alone"
-                );
-            }
+            let context = format!("EDNS {edns:?}");
+            answer_each_as_alone(&responder, &mut fast, &mut replies, batch, &context);
         }
     }
     assert!(
