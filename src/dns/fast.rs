@@ -716,13 +716,20 @@ mod tests {
         index.service("default", "kubia").unwrap()
     }
 
+    /// A cache holding an answer (the request itself, as bytes go) to a query for `NAME`
+    /// computed from `records`; and that query.
+    fn holding_an_answer_from(records: &ServiceRecords) -> (AnswerCache, Vec<u8>) {
+        let request = query(NAME, None);
+        let mut cache = AnswerCache::new(4);
+        cache.store(&request, &request, Validity::records(records));
+        (cache, request)
+    }
+
     #[test]
     fn an_answer_stored_with_its_records_ends_when_they_are_replaced() {
         let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
         let old = published(&mut writer, &index, "10.0.0.1");
-        let request = query(NAME, None);
-        let mut cache = AnswerCache::new(4);
-        cache.store(&request, &request, Validity::records(&old));
+        let (mut cache, request) = holding_an_answer_from(&old);
         let mut out = Vec::new();
         let serial = index.serial();
         assert!(cache.answer(&request, &mut out, serial));
@@ -749,9 +756,7 @@ mod tests {
     fn an_answer_from_records_dropped_unretired_is_not_replayed() {
         let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
         let records = published(&mut writer, &index, "10.0.0.1");
-        let request = query(NAME, None);
-        let mut cache = AnswerCache::new(4);
-        cache.store(&request, &request, Validity::records(&records));
+        let (mut cache, request) = holding_an_answer_from(&records);
         let mut out = Vec::new();
         assert!(cache.answer(&request, &mut out, index.serial()));
         // The whole index goes away (say, a worker torn down) without the writer retiring

@@ -296,9 +296,7 @@ mod tests {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        let clients: Vec<UdpSocket> = (0..5)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
+        let clients = clients(5, "127.0.0.1:0");
         for (i, client) in clients.iter().enumerate() {
             client
                 .send_to(&[i as u8; 3], server.local_addr().unwrap())
@@ -329,6 +327,13 @@ mod tests {
         }
     }
 
+    /// `count` client sockets bound to `address` (port 0).
+    fn clients(count: usize, address: &str) -> Vec<UdpSocket> {
+        (0..count)
+            .map(|_| UdpSocket::bind(address).unwrap())
+            .collect()
+    }
+
     /// Sends `replies` from `server` to each of `clients` (one each) and checks each got its own.
     fn reply_to_each(server: &UdpSocket, clients: &[UdpSocket]) {
         let replies: Vec<(Vec<u8>, SocketAddr)> = clients
@@ -354,9 +359,7 @@ mod tests {
             eprintln!("no IPv6 loopback here: skipped");
             return;
         };
-        let clients: Vec<UdpSocket> = (0..3)
-            .map(|_| UdpSocket::bind("[::1]:0").unwrap())
-            .collect();
+        let clients = clients(3, "[::1]:0");
         reply_to_each(&server, &clients);
     }
 
@@ -379,9 +382,7 @@ mod tests {
         };
         assert_eq!(result, 0);
         assert_eq!(mode, libc::IP_PMTUDISC_PROBE);
-        let clients: Vec<UdpSocket> = (0..3)
-            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
-            .collect();
+        let clients = clients(3, "127.0.0.1:0");
         reply_to_each(&server, &clients);
     }
 
