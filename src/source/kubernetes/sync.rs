@@ -175,6 +175,9 @@ impl Synchronizer {
         let seen = self.streams[stream].relist_seen.take().unwrap_or_default();
         self.streams[stream].listed_once = true;
         if !self.synced {
+            // Before the first sync the gathered objects are the keys' record: the set is
+            // not needed, and freed now it is not left resident by the sync's release below.
+            drop(seen);
             if self.streams.iter().all(|s| s.listed_once) {
                 self.first_sync();
             }
