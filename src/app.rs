@@ -240,19 +240,15 @@ fn start_file_source(
         .trim_end_matches('.')
         .to_ascii_lowercase();
     let examples = example_queries(&state, &zone, address);
-    writer.replace_all(state);
+    // The load freed several times what the index keeps: `load_all` gives it back now.
+    writer.load_all(state);
     writer.mark_synced();
-    // The load freed several times what the index keeps: give it back now (sys::memory).
-    crate::sys::memory::release_freed();
     let task = tokio::spawn(source::file::watch_from(
         path,
         cidrs,
         config.source.poll_interval(),
         Some(seen),
-        move |state: ClusterState| {
-            writer.replace_all(state);
-            crate::sys::memory::release_freed();
-        },
+        move |state: ClusterState| writer.load_all(state),
         shutdown.clone().cancelled_owned(),
     ));
     Ok(StartedSource {

@@ -11,8 +11,9 @@ use clap::Parser;
 use peerdns::config::{Config, LogFormat, SourceKind};
 
 /// mimalloc: faster small allocations on the query path. Built without transparent huge
-/// pages, and asked to return what a load freed right after it (`peerdns::sys::memory`), so
-/// the memory a large load (the cluster file's parse) used does not stay in the process.
+/// pages, and asked to return freed pages at once, and what a load freed right after it
+/// (`peerdns::sys::memory`), so the memory a large load (the cluster file's parse, a
+/// Kubernetes list) used does not stay in the process.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -63,6 +64,7 @@ struct Cli {
 
 fn main() {
     // Before the allocator grows: see peerdns::sys::memory.
+    peerdns::sys::memory::purge_freed_at_once();
     if let Err(error) = peerdns::sys::memory::disable_huge_pages() {
         eprintln!(
             "peerdns: cannot turn transparent huge pages off ({error}); memory use may be higher"

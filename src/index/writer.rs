@@ -150,6 +150,14 @@ impl IndexWriter {
         }
     }
 
+    /// [`Self::replace_all`] for a whole load (a cluster file, a first sync): the build runs on
+    /// a fresh allocator heap, and what the load freed goes back to the operating system right
+    /// after (`sys::memory`: the index is then packed into pages of its own).
+    pub fn load_all(&mut self, state: ClusterState) {
+        crate::sys::memory::on_fresh_heap(|| self.replace_all(state));
+        crate::sys::memory::release_freed();
+    }
+
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
     /// removes those that vanished. Unchanged Services keep their published records.
     pub fn replace_all(&mut self, state: ClusterState) {

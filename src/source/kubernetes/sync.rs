@@ -225,10 +225,9 @@ impl Synchronizer {
             slices = state.slices.len(),
             "first complete list received: serving"
         );
-        self.writer.replace_all(state);
+        // The initial lists freed far more than the index keeps: `load_all` gives it back.
+        self.writer.load_all(state);
         self.writer.mark_synced();
-        // The initial lists freed far more than the index keeps (sys::memory).
-        crate::sys::memory::release_freed();
         self.synced = true;
         self.stats.mark_synced();
     }
