@@ -77,8 +77,23 @@ async fn health_readiness_and_metrics_over_http() {
         Over::Udp,
     )
     .await;
-    let (status, after) = get(admin, "/metrics").await;
-    assert_eq!(status, 200);
+    // A UDP worker counts a batch's answers right after sending them: an answer can arrive
+    // before its count does. Read the metrics until every query is counted (for at most two
+    // seconds), then compare exactly.
+    let counted = |after: &str| {
+        metric(after, "peerdns_request_duration_seconds_count")
+            - metric(&before, "peerdns_request_duration_seconds_count")
+    };
+    let mut after = String::new();
+    for _ in 0..200 {
+        let (status, body) = get(admin, "/metrics").await;
+        assert_eq!(status, 200);
+        after = body;
+        if counted(&after) >= 5.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let delta = |series: &str| metric(&after, series) - metric(&before, series);
     assert_eq!(delta("peerdns_responses_total{rcode=\"NXDOMAIN\"}"), 3.0);
     assert_eq!(
