@@ -105,17 +105,7 @@ pub fn release_freed() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The process's resident memory, in bytes.
-    fn resident() -> usize {
-        let statm = std::fs::read_to_string("/proc/self/statm").expect("procfs");
-        let pages: usize = statm
-            .split_whitespace()
-            .nth(1)
-            .and_then(|field| field.parse().ok())
-            .expect("statm's second field");
-        pages * 4096
-    }
+    use crate::sys::resident::{measuring, resident};
 
     #[test]
     fn huge_pages_can_be_turned_off() {
@@ -172,6 +162,7 @@ mod tests {
     /// wait for its purge delay (a second) and for its next allocation.
     #[test]
     fn release_freed_returns_a_freed_load_at_once() {
+        let _measuring = measuring();
         const BLOCK: usize = 200;
         const BLOCKS: usize = (64 << 20) / BLOCK;
         // SAFETY: every pointer comes from `mi_malloc`, is written within its size, and is
