@@ -46,8 +46,9 @@ fn mapped_length(size: usize) -> usize {
 
 /// Fresh zeroed pages for `size` bytes, or null when the system has none.
 ///
-/// This and the other functions of the large-block path are kept out of line: the allocator's
-/// methods are inlined into every allocation and free of the program.
+/// This and the other functions of the large-block path are cold and out of line, and so are
+/// the allocator's methods themselves: every allocation and free of the program calls them,
+/// and inlined there they added 0.9 MB of code to the binary.
 #[cold]
 #[inline(never)]
 fn map(size: usize) -> *mut u8 {

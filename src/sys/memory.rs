@@ -1,6 +1,7 @@
 //! Giving freed memory back to the operating system after a large load.
 //!
-//! The binary allocates with mimalloc (`main.rs`). Loading a cluster (the file's text, the
+//! The binary allocates with mimalloc (`main.rs`; blocks of 128 KiB and more get pages of
+//! their own, `sys::alloc`). Loading a cluster (the file's text, the
 //! Kubernetes objects it is parsed into, the index's build) frees far more than it keeps, and
 //! mimalloc returns freed pages to the OS only after a delay and only when the allocating
 //! thread runs into them again. A DNS server that then answers from the direct path allocates
@@ -29,8 +30,8 @@
 //!
 //! A page is returned only when all of it is free. An index built on the thread that parsed
 //! or gathered the objects it is built from fills the holes between them, and when those
-//! objects are freed most pages stay part-used: 4 MiB more on the large cluster through the
-//! Kubernetes source, whose objects arrive over seconds between the decoders' garbage.
+//! objects are freed most pages stay part-used: about 2 MiB more on the large cluster through
+//! the Kubernetes source, whose objects arrive over seconds between the decoders' garbage.
 //! [`on_fresh_heap`] runs such a build on a thread of its own: what the build keeps is packed
 //! into that thread's new pages, and the pages of what it was built from empty entirely.
 
