@@ -276,15 +276,11 @@ fn answer_chunk(
         {
             *probed = cache.probe(request, probe);
         }
-        for (_, probe) in probed
-            .iter()
-            .zip(probes.iter())
-            .filter(|(probed, _)| **probed)
-        {
-            cache.prefetch(probe);
-        }
     }
     let probe_of = |i: usize| probed[i].then(|| &probes[i]);
+    for probe in (0..datagrams.len()).filter_map(probe_of) {
+        cache.prefetch(probe);
+    }
     let mut prepared: [Option<Prepared<'_>>; BATCH] = std::array::from_fn(|_| None);
     let mut replayed = [false; BATCH];
     // Unsynced, every datagram goes to the general path, which applies R11 (a negative
