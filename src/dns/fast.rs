@@ -19,9 +19,9 @@
 //! Why a replay is never stale: each entry keeps what its response was computed from
 //! ([`Validity`]), checked on every hit. A positive answer of the direct path reads one
 //! Service's records and nothing else, so it stays valid until the writer retires those
-//! records (after publishing their replacement) or they are dropped; every other answer (the general path's,
-//! negative answers, whose SOA carries the serial) stays valid while the index's serial is the
-//! one read *before* it was computed.
+//! records (after publishing their replacement) or they are dropped; every other answer (the
+//! general path's, negative answers, whose SOA carries the serial) stays valid while the
+//! index's serial is the one read *before* it was computed.
 //!
 //! Invariants:
 //! - only plain queries take this path: one question, no answer or authority records, at most

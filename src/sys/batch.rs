@@ -334,7 +334,8 @@ mod tests {
             .collect()
     }
 
-    /// Sends `replies` from `server` to each of `clients` (one each) and checks each got its own.
+    /// Sends a reply of its own from `server` to each of `clients` in one batch, and checks
+    /// that each client got exactly its own, from the server's address.
     fn reply_to_each(server: &UdpSocket, clients: &[UdpSocket]) {
         let replies: Vec<(Vec<u8>, SocketAddr)> = clients
             .iter()

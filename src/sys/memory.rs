@@ -6,7 +6,8 @@
 //! mimalloc returns freed pages to the OS only after a delay and only when the allocating
 //! thread runs into them again. A DNS server that then answers from the direct path allocates
 //! almost nothing, so without help the load's peak would stay resident for good.
-//! [`release_freed`] forces that collection: call it after each complete state is applied.
+//! [`release_freed`] forces that collection: call it after each complete state is applied
+//! (`IndexWriter::load_all` does).
 //!
 //! Transparent huge pages are off for the process: mimalloc is built not to ask for them (Cargo
 //! feature `no_thp`), and [`disable_huge_pages`] turns them off where the kernel would use them
