@@ -5,7 +5,8 @@
 //!   blocks);
 //! - [`batch`]: batched UDP receive and send (`recvmmsg` / `sendmmsg`);
 //! - [`memory`]: handing memory freed by a large load back to the operating system;
-//! - [`prefetch`]: software prefetch hints, for the UDP path's batched lookups.
+//! - [`prefetch`]: software prefetch hints, for the UDP path's batched lookups;
+//! - [`timer`]: the calling thread's timer slack, for the UDP workers' short holds.
 //!
 //! Each file states the safety argument for its `unsafe` blocks and is tested on its own.
 
@@ -13,6 +14,7 @@ pub mod alloc;
 pub mod batch;
 pub mod memory;
 pub mod prefetch;
+pub mod timer;
 
 /// What the tests that measure the process's resident memory share.
 #[cfg(test)]
