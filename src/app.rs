@@ -200,6 +200,7 @@ pub fn server_settings(config: &Config) -> ServerSettings {
     let limits = &config.limits;
     ServerSettings {
         udp_loops: worker_count(config.dns.workers),
+        udp_coalesce: Duration::from_micros(config.dns.udp_coalesce_us),
         tcp: TcpLimits {
             idle_timeout: Duration::from_secs(config.dns.tcp_idle_timeout_secs),
             max_connections: limits.tcp_max_connections,

@@ -118,6 +118,9 @@ pub struct DnsConfig {
     pub workers: usize,
     /// Seconds a TCP connection may stay idle between queries before it is closed.
     pub tcp_idle_timeout_secs: u64,
+    /// Microseconds a UDP worker holds after a busy receive before the next one (receive
+    /// coalescing, `dns::udp`); 0 turns it off.
+    pub udp_coalesce_us: u64,
 }
 
 impl Default for DnsConfig {
@@ -133,6 +136,7 @@ impl Default for DnsConfig {
             srv_target: SrvTargetStyle::Hostname,
             workers: 0,
             tcp_idle_timeout_secs: 10,
+            udp_coalesce_us: 150,
         }
     }
 }
@@ -171,6 +175,10 @@ impl Default for LimitsConfig {
 
 /// Largest accepted value of a field counted in seconds (one year), so deadlines never overflow.
 const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// Largest accepted `dns.udp_coalesce_us` (10 ms): a hold is meant to be a small fraction of
+/// a query's round trip; longer would let a worker's socket fill while it sleeps.
+const MAX_COALESCE_US: u64 = 10_000;
 
 /// Which source feeds the index.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -340,6 +348,10 @@ impl Config {
                 "dns.max_udp_payload".into(),
                 "must be at least 512",
             ));
+        }
+        if self.dns.udp_coalesce_us > MAX_COALESCE_US {
+            let reason = format!("must be at most {MAX_COALESCE_US} (microseconds)");
+            return Err(invalid("dns.udp_coalesce_us".into(), &reason));
         }
         let seconds = [
             ("dns.tcp_idle_timeout_secs", self.dns.tcp_idle_timeout_secs),

@@ -10,6 +10,17 @@ fn empty_file_gives_defaults() {
 }
 
 #[test]
+fn receive_coalescing_defaults_on_and_can_be_turned_off() {
+    assert_eq!(Config::default().dns.udp_coalesce_us, 150);
+    for text in [
+        "[dns]\nudp_coalesce_us = 0\n",
+        "[dns]\nudp_coalesce_us = 10000\n",
+    ] {
+        Config::parse(text).unwrap().validate().unwrap();
+    }
+}
+
+#[test]
 fn unknown_key_is_named() {
     let error = Config::parse("[dns]\nzonez = [\"a\"]\n").unwrap_err();
     assert!(error.contains("zonez"), "{error}");
@@ -33,6 +44,7 @@ fn invalid_values_name_the_field() {
         ),
         ("[dns]\nlisten = []\n", "dns.listen"),
         ("[dns]\nmax_udp_payload = 100\n", "dns.max_udp_payload"),
+        ("[dns]\nudp_coalesce_us = 10001\n", "dns.udp_coalesce_us"),
         (
             "[source]\npoll_interval_ms = 0\n",
             "source.poll_interval_ms",

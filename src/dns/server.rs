@@ -83,6 +83,8 @@ fn annotate(error: io::Error, transport: &str, address: SocketAddr) -> io::Error
 pub struct ServerSettings {
     /// UDP worker threads (and sockets) per listen address.
     pub udp_loops: usize,
+    /// How long a UDP worker holds after a busy receive (`udp::holds_after`); zero: never.
+    pub udp_coalesce: std::time::Duration,
     /// TCP connection limits: idle timeout, lifetime, connections, queries.
     pub tcp: TcpLimits,
     /// UDP response rate limiting (off when the rate is 0).
@@ -118,14 +120,14 @@ pub async fn serve(
         }
         for socket in sockets {
             let (responder, shutdown) = (responder.clone(), shutdown.clone());
-            let limiter = limiter.clone();
+            let (limiter, coalesce) = (limiter.clone(), settings.udp_coalesce);
             // A plain thread, not the runtime's blocking pool: dropping a runtime waits for its
             // blocking tasks, and a worker only ends when the shutdown token is cancelled.
             let (done, finished) = tokio::sync::oneshot::channel::<()>();
             let spawned = std::thread::Builder::new()
                 .name("peerdns-udp".into())
                 .spawn(move || {
-                    super::udp::serve_udp(socket, responder, limiter, shutdown);
+                    super::udp::serve_udp(socket, responder, limiter, coalesce, shutdown);
                     let _ = done.send(());
                 });
             match spawned {

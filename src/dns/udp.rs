@@ -3,7 +3,7 @@
 //! answerer (`direct/`).
 //!
 //! ```text
-//!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(32)--> answer_batch:
+//!  worker thread k:  SO_REUSEPORT socket k --recvmmsg(64)--> answer_batch:
 //!                       1. each datagram: probe the answer cache (hash, ask the CPU for its
 //!                          set of slots), then ask for the entries found
 //!                       2. each: replay, else read it (direct path) and ask for its
@@ -13,7 +13,7 @@
 //!                          SRV, for the ports those arrays point at)
 //!                       4. each left: write it (direct path), else general path (Responder)
 //!                       --> the batch's reused reply buffers
-//!                    --sendmmsg--> clients
+//!                    --sendmmsg--> clients, then under load a short hold (below)
 //! ```
 //!
 //! The kernel spreads datagrams over the workers' sockets; no task is spawned per packet, and
@@ -27,9 +27,19 @@
 //! send, each with the batch's time from arrival to send (what the client waited on the
 //! server): the clock is read twice per batch, not per query.
 //!
+//! Receive coalescing ([`holds_after`], `dns.udp_coalesce_us`): under load, a worker whose
+//! receive brought at least [`COALESCE_MIN`] datagrams but emptied the socket (fewer than a
+//! full batch) sleeps that long after sending the replies, before the next receive, so that
+//! the next wakeup finds more queries waiting. Each wakeup (the interrupt, two context
+//! switches, the system calls around them; in a virtual machine the costliest part of a
+//! light batch) is then shared by more queries: the same idea as a network card's interrupt
+//! moderation. It costs queries arriving during the hold up to that much latency, and only
+//! under load: a worker that receives a few datagrams at a time (5k queries per second) never
+//! holds, and one that fills its batch (a flood, more already queued) never does either.
+//!
 //! Invariants: an error from one datagram never ends a worker; only shutdown does, noticed
-//! within [`SHUTDOWN_POLL`] while idle; every query received is counted once; a datagram's
-//! answer does not depend on the others in its batch.
+//! within [`SHUTDOWN_POLL`] while idle (plus at most one hold); every query received is
+//! counted once; a datagram's answer does not depend on the others in its batch.
 
 use std::borrow::Cow;
 use std::io;
@@ -49,6 +59,7 @@ use super::ratelimit::RateLimiter;
 use crate::index::ServiceRecords;
 use crate::metrics::QueryOutcome;
 use crate::sys::batch::{BATCH, Batch, Sender, send_unfragmented_v4};
+use crate::sys::timer::set_timer_slack;
 
 /// The largest UDP response size (`dns.max_udp_payload`) for which responses are sent with
 /// the Don't Fragment bit: 1232 bytes fit every path of an IPv6-capable network (1280-byte
@@ -57,6 +68,21 @@ pub const UNFRAGMENTED_PAYLOAD: u16 = 1232;
 
 /// How long an idle worker waits for a datagram before checking for shutdown.
 pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+
+/// The timer slack of a worker that holds: its holds last what `dns.udp_coalesce_us` says,
+/// not up to the kernel's default 50 us more.
+const HOLD_SLACK: Duration = Duration::from_micros(1);
+
+/// Fewest datagrams one receive must bring for the worker to hold before the next: fewer means
+/// a light load, where a hold would only add latency.
+pub const COALESCE_MIN: usize = 8;
+
+/// Whether a worker whose last receive brought `received` datagrams holds before the next
+/// receive (module doc, receive coalescing): a busy socket that the receive emptied. A full
+/// batch means more is already queued, so the worker goes straight on.
+pub fn holds_after(received: usize) -> bool {
+    (COALESCE_MIN..BATCH).contains(&received)
+}
 
 /// Binds a UDP socket that other workers may bind too (`SO_REUSEPORT`).
 pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
@@ -74,11 +100,13 @@ pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Serves datagrams on `socket` on the calling thread until `shutdown` is cancelled.
+/// Serves datagrams on `socket` on the calling thread until `shutdown` is cancelled, holding
+/// for `coalesce` after each busy receive ([`holds_after`]; zero: never).
 pub fn serve_udp(
     socket: UdpSocket,
     responder: Arc<Responder>,
     limiter: Option<Arc<RateLimiter>>,
+    coalesce: Duration,
     shutdown: CancellationToken,
 ) {
     if let Err(error) = socket.set_read_timeout(Some(SHUTDOWN_POLL)) {
@@ -92,6 +120,11 @@ pub fn serve_udp(
         if let Err(error) = send_unfragmented_v4(&socket) {
             debug!(%error, "cannot set DF on udp responses");
         }
+    }
+    if !coalesce.is_zero()
+        && let Err(error) = set_timer_slack(HOLD_SLACK)
+    {
+        debug!(%error, "cannot set the udp worker's timer slack; holds may last longer");
     }
     let mut batch = Batch::default();
     let mut sender = Sender::default();
@@ -145,6 +178,10 @@ pub fn serve_udp(
         responder
             .metrics()
             .record_batch(Transport::Udp, &replies.outcomes, arrived.elapsed());
+        if !coalesce.is_zero() && holds_after(count) {
+            responder.metrics().record_udp_hold();
+            std::thread::sleep(coalesce);
+        }
     }
 }
 
@@ -418,5 +455,21 @@ fn general(
             Answered::Counted
         }
         None => Answered::Dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_holds_only_after_a_busy_receive_that_emptied_the_socket() {
+        for light in 0..COALESCE_MIN {
+            assert!(!holds_after(light), "{light} datagrams: a light load");
+        }
+        for busy in COALESCE_MIN..BATCH {
+            assert!(holds_after(busy), "{busy} datagrams: busy, socket emptied");
+        }
+        assert!(!holds_after(BATCH), "a full batch: more is queued");
     }
 }

@@ -96,6 +96,7 @@ pub struct Metrics {
     dropped: AtomicU64,
     rate_limited: [AtomicU64; LIMITED_ACTIONS.len()],
     tcp_rejected: AtomicU64,
+    udp_holds: AtomicU64,
     duration: LatencyHistogram,
     started: SystemTime,
 }
@@ -110,6 +111,7 @@ impl Default for Metrics {
             dropped: AtomicU64::new(0),
             rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
             tcp_rejected: AtomicU64::new(0),
+            udp_holds: AtomicU64::new(0),
             duration: LatencyHistogram::default(),
             started: SystemTime::now(),
         }
@@ -163,6 +165,16 @@ impl Metrics {
     /// Counts one TCP connection closed at accept because the connection limit was reached.
     pub fn record_tcp_rejected(&self) {
         self.tcp_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one hold of a UDP worker after a busy receive (`dns.udp_coalesce_us`).
+    pub fn record_udp_hold(&self) {
+        self.udp_holds.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Holds of the UDP workers so far.
+    pub fn udp_holds(&self) -> u64 {
+        self.udp_holds.load(Ordering::Relaxed)
     }
 
     /// UDP responses rate limited so far, dropped and slipped together.
@@ -241,6 +253,12 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         "peerdns_dropped_queries_total",
         "Messages dropped unanswered (no readable header, or a response).",
         metrics.dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "peerdns_udp_holds_total",
+        "Times a UDP worker waited dns.udp_coalesce_us after a busy receive before the next.",
+        metrics.udp_holds.load(Ordering::Relaxed),
     );
     render_limits(&mut out, metrics);
     histogram(

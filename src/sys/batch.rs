@@ -21,8 +21,9 @@ use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-/// Datagrams taken per system call.
-pub const BATCH: usize = 32;
+/// Datagrams taken per system call: room for what arrives while a worker holds under load
+/// (`dns::udp`, receive coalescing: about 20 at 130k queries per second on one worker).
+pub const BATCH: usize = 64;
 /// Largest datagram received; anything longer arrives cut (and gets FORMERR).
 pub const DATAGRAM: usize = 4096;
 

@@ -512,7 +512,7 @@ fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
         let mut at = 0;
         while at < requests.len() {
             // Batches of every size up to past one receive's (answered in chunks).
-            let size = (1 + rng.below(40) as usize).min(requests.len() - at);
+            let size = (1 + rng.below(BATCH as u64 + 8) as usize).min(requests.len() - at);
             let batch = &requests[at..at + size];
             let context = format!("pass {pass}, a batch of {size}");
             dropped += answer_each_as_alone(&responder, &mut fast, &mut replies, batch, &context);
