@@ -14,7 +14,7 @@ fn receive_coalescing_defaults_on_and_can_be_turned_off() {
     assert_eq!(Config::default().dns.udp_coalesce_us, 150);
     for text in [
         "[dns]\nudp_coalesce_us = 0\n",
-        "[dns]\nudp_coalesce_us = 10000\n",
+        "[dns]\nudp_coalesce_us = 1000\n",
     ] {
         Config::parse(text).unwrap().validate().unwrap();
     }
@@ -44,7 +44,7 @@ fn invalid_values_name_the_field() {
         ),
         ("[dns]\nlisten = []\n", "dns.listen"),
         ("[dns]\nmax_udp_payload = 100\n", "dns.max_udp_payload"),
-        ("[dns]\nudp_coalesce_us = 10001\n", "dns.udp_coalesce_us"),
+        ("[dns]\nudp_coalesce_us = 1001\n", "dns.udp_coalesce_us"),
         (
             "[source]\npoll_interval_ms = 0\n",
             "source.poll_interval_ms",

@@ -27,15 +27,17 @@
 //! send, each with the batch's time from arrival to send (what the client waited on the
 //! server): the clock is read twice per batch, not per query.
 //!
-//! Receive coalescing ([`holds_after`], `dns.udp_coalesce_us`): under load, a worker whose
-//! receive brought at least [`COALESCE_MIN`] datagrams but emptied the socket (fewer than a
-//! full batch) sleeps that long after sending the replies, before the next receive, so that
-//! the next wakeup finds more queries waiting. Each wakeup (the interrupt, two context
-//! switches, the system calls around them; in a virtual machine the costliest part of a
-//! light batch) is then shared by more queries: the same idea as a network card's interrupt
-//! moderation. It costs queries arriving during the hold up to that much latency, and only
-//! under load: a worker that receives a few datagrams at a time (5k queries per second) never
-//! holds, and one that fills its batch (a flood, more already queued) never does either.
+//! Receive coalescing ([`holds_after`], `dns.udp_coalesce_us`): under sustained load, a worker
+//! whose receive brought at least [`COALESCE_MIN`] datagrams, as did the receive before it,
+//! and emptied the socket (fewer than a full batch) sleeps that long after sending the
+//! replies, before the next receive, so that the next wakeup finds more queries waiting. Each
+//! wakeup (the interrupt, two context switches, the system calls around them; in a virtual
+//! machine the costliest part of a light batch) is then shared by more queries: the same idea
+//! as a network card's interrupt moderation. It costs queries arriving during the hold up to
+//! that much latency, and only under load: at a light load (5k queries per second: one or two
+//! datagrams per receive) a stall can let eight pile up, but the receive after them is light
+//! again, so the worker does not hold; a worker that fills its batch (a flood, more already
+//! queued) never holds.
 //!
 //! Invariants: an error from one datagram never ends a worker; only shutdown does, noticed
 //! within [`SHUTDOWN_POLL`] while idle (plus at most one hold); every query received is
@@ -73,18 +75,27 @@ pub const SHUTDOWN_POLL: Duration = Duration::from_millis(100);
 /// not up to the kernel's default 50 us more.
 const HOLD_SLACK: Duration = Duration::from_micros(1);
 
-/// Fewest datagrams one receive must bring for the worker to hold before the next: fewer means
-/// a light load, where a hold would only add latency.
+/// Fewest datagrams each of two receives in a row must bring for the worker to hold before the
+/// next: fewer means a light load, where a hold would only add latency.
 pub const COALESCE_MIN: usize = 8;
 
-/// Whether a worker whose last receive brought `received` datagrams holds before the next
-/// receive (module doc, receive coalescing): a busy socket that the receive emptied. A full
-/// batch means more is already queued, so the worker goes straight on.
-pub fn holds_after(received: usize) -> bool {
-    (COALESCE_MIN..BATCH).contains(&received)
+/// Whether a worker whose last two receives brought `before` and then `last` datagrams holds
+/// before the next receive (module doc, receive coalescing): a socket busy for two receives
+/// in a row, which the last one emptied. One busy receive alone is a burst or the pile-up of
+/// a stall, not a load; a full batch means more is already queued, so the worker goes
+/// straight on.
+pub fn holds_after(before: usize, last: usize) -> bool {
+    before >= COALESCE_MIN && (COALESCE_MIN..BATCH).contains(&last)
 }
 
-/// Binds a UDP socket that other workers may bind too (`SO_REUSEPORT`).
+/// The receive buffer asked for each UDP socket, in bytes: room for bursts and for what
+/// arrives while its worker holds. Linux grants at most twice `net.core.rmem_max` (416 KiB
+/// by default, about 500 small datagrams, twice its default buffer) to an unprivileged process;
+/// where an operator raised `rmem_max`, up to this.
+pub const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Binds a UDP socket that other workers may bind too (`SO_REUSEPORT`), with a receive buffer
+/// of up to [`RECEIVE_BUFFER`].
 pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
@@ -95,6 +106,9 @@ pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
     socket.set_reuse_port(true)?;
     if address.is_ipv6() {
         socket.set_only_v6(true)?;
+    }
+    if let Err(error) = socket.set_recv_buffer_size(RECEIVE_BUFFER) {
+        debug!(%error, "cannot size the udp receive buffer; the system default stays");
     }
     socket.bind(&address.into())?;
     Ok(socket.into())
@@ -131,6 +145,8 @@ pub fn serve_udp(
     let mut fast = FastPath::new(responder.authority());
     let mut replies = Replies::default();
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    // Datagrams the previous receive brought (0 after an empty one: a timeout).
+    let mut received_before = 0;
     while !shutdown.is_cancelled() {
         let count = match batch.receive(&socket) {
             Ok(count) => count,
@@ -144,6 +160,7 @@ pub fn serve_udp(
                     // ICMP errors from earlier sends surface here: not fatal.
                     debug!(%error, "udp receive failed");
                 }
+                received_before = 0;
                 continue;
             }
         };
@@ -178,7 +195,9 @@ pub fn serve_udp(
         responder
             .metrics()
             .record_batch(Transport::Udp, &replies.outcomes, arrived.elapsed());
-        if !coalesce.is_zero() && holds_after(count) {
+        let hold = !coalesce.is_zero() && holds_after(received_before, count);
+        received_before = count;
+        if hold {
             responder.metrics().record_udp_hold();
             std::thread::sleep(coalesce);
         }
@@ -463,13 +482,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_worker_holds_only_after_a_busy_receive_that_emptied_the_socket() {
-        for light in 0..COALESCE_MIN {
-            assert!(!holds_after(light), "{light} datagrams: a light load");
+    fn a_workers_socket_gets_a_larger_receive_buffer_than_the_default() {
+        let ours = bind_shared("127.0.0.1:0".parse().unwrap()).expect("bind");
+        let plain = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let size = |socket: &UdpSocket| socket2::SockRef::from(socket).recv_buffer_size();
+        let (ours, plain) = (size(&ours).expect("ours"), size(&plain).expect("plain"));
+        assert!(ours > plain, "{ours} bytes, the default {plain}");
+    }
+
+    #[test]
+    fn a_worker_holds_only_after_two_busy_receives_the_last_of_which_emptied_the_socket() {
+        for before in [COALESCE_MIN, BATCH / 2, BATCH] {
+            for light in 0..COALESCE_MIN {
+                assert!(
+                    !holds_after(before, light),
+                    "{light} datagrams: a light load"
+                );
+            }
+            for busy in COALESCE_MIN..BATCH {
+                assert!(holds_after(before, busy), "{before} then {busy}: a load");
+            }
+            assert!(!holds_after(before, BATCH), "a full batch: more is queued");
         }
-        for busy in COALESCE_MIN..BATCH {
-            assert!(holds_after(busy), "{busy} datagrams: busy, socket emptied");
+        for before in 0..COALESCE_MIN {
+            for last in 0..=BATCH {
+                assert!(
+                    !holds_after(before, last),
+                    "{before} then {last}: a burst after a light load"
+                );
+            }
         }
-        assert!(!holds_after(BATCH), "a full batch: more is queued");
     }
 }

@@ -346,26 +346,35 @@ async fn several_zones_answer_in_the_zone_asked() {
 }
 
 /// Sends `count` queries from one socket as fast as it can (question `i % questions.len()`
-/// with ID `i`), then returns every reply, by ID.
+/// with ID `i`) while another task reads the replies; returns every reply, by ID.
 async fn burst(server: SocketAddr, questions: &[Vec<u8>], count: u16) -> Vec<Option<Vec<u8>>> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let reader = tokio::spawn({
+        let socket = socket.clone();
+        async move {
+            let mut replies = vec![None; usize::from(count)];
+            let mut buffer = vec![0u8; 65535];
+            for _ in 0..count {
+                let wait = Duration::from_secs(3);
+                let Ok(Ok(length)) = tokio::time::timeout(wait, socket.recv(&mut buffer)).await
+                else {
+                    break;
+                };
+                let id = u16::from_be_bytes([buffer[0], buffer[1]]);
+                replies[usize::from(id)] = Some(buffer[..length].to_vec());
+            }
+            replies
+        }
+    });
     for id in 0..count {
         let mut bytes = questions[usize::from(id) % questions.len()].clone();
         bytes[..2].copy_from_slice(&id.to_be_bytes());
         socket.send_to(&bytes, server).await.unwrap();
     }
-    let mut replies = vec![None; usize::from(count)];
-    let mut buffer = vec![0u8; 65535];
-    for _ in 0..count {
-        let received = tokio::time::timeout(Duration::from_secs(3), socket.recv(&mut buffer)).await;
-        let Ok(Ok(length)) = received else { break };
-        let id = u16::from_be_bytes([buffer[0], buffer[1]]);
-        replies[usize::from(id)] = Some(buffer[..length].to_vec());
-    }
-    replies
+    reader.await.unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_are_answered_in_full_whether_the_udp_worker_holds_or_not() {
     let names = [
         ("peers.apps.svc.cluster.local.", RecordType::A),
@@ -382,7 +391,7 @@ async fn bursts_are_answered_in_full_whether_the_udp_worker_holds_or_not() {
         .iter()
         .map(|(name, rtype)| Ask::new(name, *rtype).message(0).to_vec().unwrap())
         .collect();
-    for coalesce_us in [5_000, 0] {
+    for coalesce_us in [1_000, 0] {
         let mut config = crate::support::config_for(&rules());
         config.dns.workers = 1;
         config.dns.udp_coalesce_us = coalesce_us;
@@ -393,8 +402,10 @@ async fn bursts_are_answered_in_full_whether_the_udp_worker_holds_or_not() {
             let reply = udp_raw(address, question).await.expect("a reply");
             alone.push(reply);
         }
-        // Bursts within one receive's batch, then one of three batches and more.
-        for count in [40, 40, 40, 40, 40, 200u16] {
+        // Bursts of more than one receive's batch (a worker holds only after two busy
+        // receives in a row), then one of several batches: during a hold no more than the
+        // socket's buffer holds arrives.
+        for count in [100, 100, 100, 100, 100, 200u16] {
             let replies = burst(address, &questions, count).await;
             for (id, reply) in replies.iter().enumerate() {
                 let reply = reply.as_ref().unwrap_or_else(|| {
@@ -411,7 +422,7 @@ async fn bursts_are_answered_in_full_whether_the_udp_worker_holds_or_not() {
         if coalesce_us == 0 {
             assert_eq!(holds, 0, "coalescing off, yet the worker held");
         } else {
-            assert!(holds > 0, "bursts of 40 never made the worker hold");
+            assert!(holds > 0, "bursts of 100 never made the worker hold");
         }
         server.stop().await;
     }
