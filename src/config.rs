@@ -118,7 +118,7 @@ pub struct DnsConfig {
     pub workers: usize,
     /// Seconds a TCP connection may stay idle between queries before it is closed.
     pub tcp_idle_timeout_secs: u64,
-    /// Microseconds a UDP worker holds after a busy receive before the next one (receive
+    /// Microseconds a UDP worker holds before its next receive under sustained load (receive
     /// coalescing, `dns::udp`); 0 turns it off.
     pub udp_coalesce_us: u64,
 }

@@ -83,7 +83,7 @@ fn annotate(error: io::Error, transport: &str, address: SocketAddr) -> io::Error
 pub struct ServerSettings {
     /// UDP worker threads (and sockets) per listen address.
     pub udp_loops: usize,
-    /// How long a UDP worker holds after a busy receive (`udp::holds_after`); zero: never.
+    /// How long a UDP worker holds under sustained load (`udp::holds_after`); zero: never.
     pub udp_coalesce: std::time::Duration,
     /// TCP connection limits: idle timeout, lifetime, connections, queries.
     pub tcp: TcpLimits,

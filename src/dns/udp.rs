@@ -115,7 +115,7 @@ pub fn bind_shared(address: SocketAddr) -> io::Result<UdpSocket> {
 }
 
 /// Serves datagrams on `socket` on the calling thread until `shutdown` is cancelled, holding
-/// for `coalesce` after each busy receive ([`holds_after`]; zero: never).
+/// for `coalesce` before a receive when [`holds_after`] says so (zero: never).
 pub fn serve_udp(
     socket: UdpSocket,
     responder: Arc<Responder>,

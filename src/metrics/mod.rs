@@ -167,7 +167,7 @@ impl Metrics {
         self.tcp_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one hold of a UDP worker after a busy receive (`dns.udp_coalesce_us`).
+    /// Counts one hold of a UDP worker under sustained load (`dns.udp_coalesce_us`).
     pub fn record_udp_hold(&self) {
         self.udp_holds.fetch_add(1, Ordering::Relaxed);
     }
@@ -257,7 +257,7 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
     counter(
         &mut out,
         "peerdns_udp_holds_total",
-        "Times a UDP worker waited dns.udp_coalesce_us after a busy receive before the next.",
+        "Times a UDP worker waited dns.udp_coalesce_us before its next receive, under sustained load.",
         metrics.udp_holds.load(Ordering::Relaxed),
     );
     render_limits(&mut out, metrics);
