@@ -1,5 +1,6 @@
 //! Header-level rules over real sockets: malformed packets (R10), EDNS and truncation (R12),
-//! the question echoed as sent, TCP framing.
+//! the question echoed as sent, TCP framing; and bursts over UDP, answered in full and as if
+//! each query came alone, with the workers' receive coalescing on and off.
 
 use std::net::SocketAddr;
 use std::time::Duration;
