@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::AdminState;
 use crate::dns::name::{ForwardName, Parsed, parse};
-use crate::index::{Index, ServiceRecords};
+use crate::index::{Index, NotReadyEndpoint, ServiceRecords};
 use crate::model::ServiceKind;
 
 /// Explains `name` as the DNS side would answer it now.
@@ -117,7 +117,8 @@ fn forward_reason(state: &AdminState, name: ForwardName<'_>) -> (Option<bool>, S
             let Some(records) = index.service(namespace, service) else {
                 return (Some(false), missing_service(index, namespace, service));
             };
-            below_service(&records, name)
+            let not_ready = index.not_ready(namespace, service);
+            below_service(&records, &not_ready, name)
         }
     }
 }
@@ -132,9 +133,13 @@ fn missing_service(index: &Index, namespace: &str, service: &str) -> String {
     }
 }
 
-fn below_service(records: &ServiceRecords, name: ForwardName<'_>) -> (Option<bool>, String) {
+fn below_service(
+    records: &ServiceRecords,
+    sleeping: &[NotReadyEndpoint],
+    name: ForwardName<'_>,
+) -> (Option<bool>, String) {
     let ready = records.endpoints.len();
-    let not_ready = records.not_ready.len();
+    let not_ready = sleeping.len();
     match (&records.kind, name) {
         (ServiceKind::ExternalName(target), ForwardName::Service { .. }) => (
             Some(true),
@@ -159,7 +164,7 @@ fn below_service(records: &ServiceRecords, name: ForwardName<'_>) -> (Option<boo
             Some(true),
             format!("headless Service with {ready} ready endpoint(s), {not_ready} not ready"),
         ),
-        (_, ForwardName::Endpoint { label, .. }) => endpoint_reason(records, label),
+        (_, ForwardName::Endpoint { label, .. }) => endpoint_reason(records, sleeping, label),
         (_, ForwardName::Port { port, protocol, .. }) => (
             None,
             format!(
@@ -173,7 +178,11 @@ fn below_service(records: &ServiceRecords, name: ForwardName<'_>) -> (Option<boo
     }
 }
 
-fn endpoint_reason(records: &ServiceRecords, label: &str) -> (Option<bool>, String) {
+fn endpoint_reason(
+    records: &ServiceRecords,
+    not_ready: &[NotReadyEndpoint],
+    label: &str,
+) -> (Option<bool>, String) {
     if let Some(endpoint) = records.endpoints_labelled(label).next() {
         let hostname = endpoint.hostname();
         let how = match (hostname, hostname.is_some_and(|h| h.as_str() == label)) {
@@ -186,7 +195,7 @@ fn endpoint_reason(records: &ServiceRecords, label: &str) -> (Option<bool>, Stri
             format!("a ready endpoint ({}) known by {how}", endpoint.ip),
         );
     }
-    let sleeping = records.not_ready.iter().find(|e| {
+    let sleeping = not_ready.iter().find(|e| {
         e.hostname.as_deref() == Some(label)
             || e.pod_name.as_deref() == Some(label)
             || crate::index::dashed_ip(&e.ip) == label

@@ -16,7 +16,8 @@
 //!   read where it points for a prefetch) or reading the table's layout for a prefetch; never
 //!   across `.await`;
 //! - the lookup key is built on the stack: a lookup allocates nothing;
-//! - the serial moves (and only moves) when some published answer changed (R8).
+//! - the serial moves (and only moves) when some published answer changed (R8): what is kept
+//!   only for explanations (not-ready endpoints) lives beside the records, not in them.
 //!
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
@@ -24,6 +25,7 @@ mod departures;
 mod inline;
 mod key;
 mod label;
+mod not_ready;
 mod ptr;
 mod records;
 mod stored;
@@ -37,11 +39,10 @@ use dashmap::DashMap;
 
 use key::{MAX_KEY_LEN, MapKey, key_bytes};
 pub use label::Label;
+pub use not_ready::NotReadyEndpoint;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
-pub use records::{
-    NotReadyEndpoint, ReadyEndpoint, Retirement, ServiceRecords, dashed_ip, srv_weight, undashed_ip,
-};
+pub use records::{ReadyEndpoint, Retirement, ServiceRecords, dashed_ip, srv_weight, undashed_ip};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
@@ -64,6 +65,9 @@ type NameHasher = foldhash::fast::RandomState;
 #[derive(Debug)]
 struct Shared {
     services: DashMap<MapKey, Arc<ServiceRecords>, NameHasher>,
+    /// Not-ready endpoints of the Services that have any, for explanations only: beside the
+    /// records, so they never move the serial.
+    not_ready: DashMap<MapKey, Arc<[NotReadyEndpoint]>, NameHasher>,
     namespaces: DashMap<Box<str>, usize, NameHasher>,
     /// Every Service's claims on each address; the best one is answered (R7).
     ptr: PtrMap,
@@ -90,6 +94,7 @@ impl Index {
     ) -> (Index, IndexWriter) {
         let shared = Arc::new(Shared {
             services: DashMap::with_hasher(NameHasher::default()),
+            not_ready: DashMap::with_hasher(NameHasher::default()),
             namespaces: DashMap::with_hasher(NameHasher::default()),
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
@@ -154,6 +159,15 @@ impl Index {
         {
             prefetch_arc(entry.value());
         }
+    }
+
+    /// The not-ready endpoints of Service `name` in `namespace` (both lowercase), sorted by
+    /// address; empty when it has none or does not exist. For explanations, not answers.
+    pub fn not_ready(&self, namespace: &str, name: &str) -> Arc<[NotReadyEndpoint]> {
+        let mut buffer = [0u8; MAX_KEY_LEN];
+        key_bytes(&mut buffer, namespace, name)
+            .and_then(|key| self.shared.not_ready.get(key))
+            .map_or_else(|| Arc::from([]), |entry| entry.value().clone())
     }
 
     /// Whether some Service lives in `namespace`, so `<ns>.svc.<zone>` exists (R9).

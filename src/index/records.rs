@@ -60,17 +60,6 @@ impl ReadyEndpoint {
     }
 }
 
-/// An endpoint address that is not ready: kept only to explain why a name does not answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NotReadyEndpoint {
-    /// The address.
-    pub ip: IpAddr,
-    /// Its hostname, if any.
-    pub hostname: Option<Arc<str>>,
-    /// Its pod's name, if known.
-    pub pod_name: Option<Arc<str>>,
-}
-
 /// Everything the answer rules need to know about one Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceRecords {
@@ -94,8 +83,6 @@ pub struct ServiceRecords {
     /// (no other endpoint has it as hostname, pod name or dashed address). The common case;
     /// when false, SRV answers look each target's addresses up by label.
     srv_targets_alone: bool,
-    /// Endpoints that are not ready (and not also ready in another slice), for explanations.
-    pub not_ready: Vec<NotReadyEndpoint>,
     /// Set when the writer stops publishing this value.
     retired: RetiredMark,
 }
@@ -156,18 +143,8 @@ impl ServiceRecords {
         srv_target: SrvTargetStyle,
     ) -> Self {
         let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Arc<str>>)> = BTreeMap::new();
-        let mut not_ready: BTreeMap<IpAddr, NotReadyEndpoint> = BTreeMap::new();
         if !matches!(service.kind, ServiceKind::ExternalName(_)) {
             for slice in slices {
-                for endpoint in slice.endpoints.iter().filter(|e| !e.ready) {
-                    for ip in endpoint.addresses.as_slice() {
-                        not_ready.entry(*ip).or_insert_with(|| NotReadyEndpoint {
-                            ip: *ip,
-                            hostname: endpoint.hostname.clone(),
-                            pod_name: endpoint.pod_name.clone(),
-                        });
-                    }
-                }
                 for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
                     for ip in endpoint.addresses.as_slice() {
                         let hostname = endpoint.hostname.as_ref();
@@ -215,8 +192,6 @@ impl ServiceRecords {
             });
             order
         };
-        let is_ready = |ip: &IpAddr| endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok();
-        not_ready.retain(|ip, _| !is_ready(ip));
         let mut records = Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
@@ -225,7 +200,6 @@ impl ServiceRecords {
             pod_names: pod_names.into_boxed_slice(),
             srv_order: srv_order.into_boxed_slice(),
             srv_targets_alone: false,
-            not_ready: not_ready.into_values().collect(),
             retired: RetiredMark::default(),
         };
         records.srv_targets_alone = records.srv_labels_name_themselves();

@@ -14,7 +14,8 @@
 //! - a Service is published exactly when its Service object is known; slices that arrive first
 //!   wait in its state;
 //! - `namespaces` counts published Services per namespace;
-//! - the serial is bumped once per rebuild whose published value differs from the last;
+//! - the serial is bumped once per rebuild whose published value differs from the last; the
+//!   not-ready endpoints (explanations only) are published beside it and never bump it;
 //! - a published value is retired ([`ServiceRecords::is_retired`]) once its replacement is in
 //!   the map (or the Service is gone from it), before the serial moves.
 
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
 use super::label::Label;
+use super::not_ready::{NotReadyEndpoint, not_ready_of};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{ServiceRecords, dashed_ip};
 use super::stored::{Slices, StoredService, StoredSlice};
@@ -41,6 +43,8 @@ struct ServiceState {
     /// What was last published; its PTR claims are derived from it ([`claims_of`]) rather
     /// than stored.
     published: Option<Arc<ServiceRecords>>,
+    /// The not-ready endpoints last published beside the records (empty: none published).
+    not_ready: Arc<[NotReadyEndpoint]>,
     /// Endpoints that left a slice and are kept for the departure grace.
     departing: Vec<Departed>,
 }
@@ -274,6 +278,22 @@ impl IndexWriter {
                 self.srv_target,
             ))
         });
+        let not_ready = state
+            .service
+            .as_ref()
+            .map(|service| not_ready_of(service, state.slices.iter()))
+            .unwrap_or_default();
+        if *state.not_ready != *not_ready {
+            state.not_ready = not_ready.into();
+            let map_key = MapKey::of(key);
+            if state.not_ready.is_empty() {
+                self.shared.not_ready.remove(map_key.as_bytes());
+            } else {
+                self.shared
+                    .not_ready
+                    .insert(map_key, state.not_ready.clone());
+            }
+        }
         let unchanged = match (&records, &state.published) {
             (Some(new), Some(old)) => new == old,
             (None, None) => true,
@@ -422,3 +442,6 @@ fn claims_of(service: &Arc<ServiceKey>, records: &ServiceRecords) -> Vec<(IpAddr
     claims.sort_unstable();
     claims
 }
+
+#[cfg(test)]
+mod tests;

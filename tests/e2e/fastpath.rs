@@ -153,7 +153,12 @@ fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
                 names.push(format!("{}.{base}", dashed_ip(&endpoint.ip)));
                 reverse.push(endpoint.ip);
             }
-            reverse.extend(records.not_ready.iter().map(|e| e.ip));
+            reverse.extend(
+                index
+                    .not_ready(&key.namespace, &key.name)
+                    .iter()
+                    .map(|e| e.ip),
+            );
         }
         names.push(base);
     }

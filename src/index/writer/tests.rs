@@ -1,0 +1,124 @@
+//! The writer against model objects: what it publishes, and when the serial moves (R8).
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::index::Index;
+use crate::model::{AddressFamily, Endpoint, Port, Protocol};
+
+fn service(name: &str) -> Service {
+    Service {
+        key: ServiceKey::new("db", name),
+        kind: ServiceKind::Headless,
+        ports: Vec::new(),
+    }
+}
+
+fn endpoint(ip: &str, ready: bool, pod: &str) -> Endpoint {
+    Endpoint {
+        addresses: vec![ip.parse().unwrap()],
+        ready,
+        hostname: Some(pod.to_string()),
+        pod_name: Some(pod.to_string()),
+    }
+}
+
+fn slice(service: &str, endpoints: Vec<Endpoint>) -> EndpointSlice {
+    EndpointSlice {
+        name: format!("{service}-abcde"),
+        service: ServiceKey::new("db", service),
+        family: AddressFamily::Ipv4,
+        ports: vec![Port {
+            name: Some("peer".into()),
+            protocol: Protocol::Tcp,
+            port: 2380,
+        }],
+        endpoints,
+    }
+}
+
+fn writer_with(endpoints: Vec<Endpoint>) -> (Index, IndexWriter) {
+    let (index, mut writer) = Index::new(100, SrvTargetStyle::Hostname);
+    writer.apply_service(service("pg"));
+    writer.apply_slice(slice("pg", endpoints));
+    (index, writer)
+}
+
+fn not_ready_ips(index: &Index) -> Vec<IpAddr> {
+    index.not_ready("db", "pg").iter().map(|e| e.ip).collect()
+}
+
+#[test]
+fn a_not_ready_endpoint_coming_changing_and_going_moves_neither_serial_nor_caches() {
+    let ready = || endpoint("10.0.0.1", true, "pg-0");
+    let (index, mut writer) = writer_with(vec![ready()]);
+    let serial = index.serial();
+    let published = index.service("db", "pg").unwrap();
+    let retirement = published.retirement();
+
+    let steps = [
+        vec![ready(), endpoint("10.0.0.2", false, "pg-1")],
+        vec![ready(), endpoint("10.0.0.3", false, "pg-1")],
+        vec![ready(), endpoint("10.0.0.3", false, "pg-one")],
+        vec![ready()],
+    ];
+    let expected: [&[&str]; 4] = [&["10.0.0.2"], &["10.0.0.3"], &["10.0.0.3"], &[]];
+    for (endpoints, expected) in steps.into_iter().zip(expected) {
+        writer.apply_slice(slice("pg", endpoints));
+        let expected: Vec<IpAddr> = expected.iter().map(|ip| ip.parse().unwrap()).collect();
+        assert_eq!(not_ready_ips(&index), expected, "explain sees the change");
+        assert_eq!(index.serial(), serial, "no answer changed");
+        assert!(!retirement.is_retired(), "cached answers stay valid");
+    }
+    assert!(std::sync::Arc::ptr_eq(
+        &index.service("db", "pg").unwrap(),
+        &published
+    ));
+}
+
+#[test]
+fn a_ready_endpoint_changing_bumps_the_serial_and_retires_the_records() {
+    let (index, mut writer) = writer_with(vec![endpoint("10.0.0.1", true, "pg-0")]);
+    let serial = index.serial();
+    let retirement = index.service("db", "pg").unwrap().retirement();
+    writer.apply_slice(slice(
+        "pg",
+        vec![
+            endpoint("10.0.0.1", true, "pg-0"),
+            endpoint("10.0.0.2", true, "pg-1"),
+        ],
+    ));
+    assert_eq!(index.serial(), serial.wrapping_add(1));
+    assert!(retirement.is_retired());
+    // Turning not ready is an answer change too, and leaves it explained.
+    writer.apply_slice(slice(
+        "pg",
+        vec![
+            endpoint("10.0.0.1", true, "pg-0"),
+            endpoint("10.0.0.2", false, "pg-1"),
+        ],
+    ));
+    assert_eq!(index.serial(), serial.wrapping_add(2));
+    assert_eq!(
+        not_ready_ips(&index),
+        ["10.0.0.2".parse::<IpAddr>().unwrap()]
+    );
+}
+
+#[test]
+fn an_unchanged_rebuild_publishes_nothing_and_a_deleted_service_leaves_nothing_behind() {
+    let (index, mut writer) = writer_with(vec![
+        endpoint("10.0.0.1", true, "pg-0"),
+        endpoint("10.0.0.2", false, "pg-1"),
+    ]);
+    let serial = index.serial();
+    writer.apply_service(service("pg"));
+    assert_eq!(index.serial(), serial);
+    writer.delete_service(&ServiceKey::new("db", "pg"));
+    assert!(index.service("db", "pg").is_none());
+    assert!(
+        index.not_ready("db", "pg").is_empty(),
+        "explain state goes too"
+    );
+    assert_eq!(index.serial(), serial.wrapping_add(1));
+}
