@@ -109,6 +109,16 @@ impl<'a> StatefulSetDriver<'a> {
         }
     }
 
+    /// Adds one pod that has started but is not ready yet (the next ordinal); returns it.
+    pub fn start_pod(&mut self) -> usize {
+        let mut pod = self.new_pod();
+        pod.ready = false;
+        self.pods.push(pod);
+        let ordinal = self.pods.len() - 1;
+        self.write_slices_of(ordinal);
+        ordinal
+    }
+
     /// Sets a pod's readiness.
     pub fn set_ready(&mut self, ordinal: usize, ready: bool) {
         self.pod_mut(ordinal).ready = ready;

@@ -3,14 +3,17 @@
 //!
 //! Layout: [`resource`] (the kinds served), [`store`] (objects, resourceVersions, history),
 //! [`routes`] (paths, list, get), [`watch`] (streamed watches), [`query`] and [`selector`]
-//! (request parameters), [`discovery`], [`reply`] (responses and `Status` errors), [`clock`].
+//! (request parameters), [`discovery`], [`reply`] (responses and `Status` errors), [`clock`],
+//! and [`storm`] (a scripted API server upgrade, built from the fault switches).
 //!
 //! Tests write through direct calls ([`TestApiServer::apply`], [`TestApiServer::delete`]), never
 //! over HTTP, and break things with the fault switches ([`TestApiServer::drop_watches`],
-//! [`TestApiServer::expire_history`], [`TestApiServer::fail_next`],
-//! [`TestApiServer::set_unreachable`]). Invariants: no request panics, whatever its input; the
-//! store mutex is never held across an `.await`; every request that arrives, answered or
-//! refused, is in [`TestApiServer::request_log`].
+//! [`TestApiServer::stall_watches`], [`TestApiServer::expire_history`],
+//! [`TestApiServer::fail_next`], [`TestApiServer::unavailable_next`],
+//! [`TestApiServer::throttle_next`], [`TestApiServer::set_unreachable`]). Invariants: no request
+//! panics, whatever its input; the store mutex is never held across an `.await`; every request
+//! that arrives, answered or refused, is in [`TestApiServer::request_log`]; injected answers are
+//! given in the order they were injected, one per request.
 
 mod clock;
 mod discovery;
@@ -20,12 +23,15 @@ mod resource;
 mod routes;
 mod selector;
 mod store;
+pub mod storm;
 mod watch;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -40,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 pub use clock::now_rfc3339;
 pub use resource::Resource;
 
-use reply::{Body, status_error};
+use reply::{Body, status_error, throttled};
 use routes::Route;
 use store::Store;
 
@@ -65,6 +71,19 @@ pub struct RequestRecord {
     pub resource: Option<Resource>,
     /// The HTTP status answered; `None` when the connection was cut instead (unreachable).
     pub status: Option<u16>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// An answer given instead of the real one to the next request (any path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Injected {
+    /// 500 InternalError.
+    InternalError,
+    /// 503 ServiceUnavailable (an API server shutting down, a proxy without a backend).
+    Unavailable,
+    /// 429 TooManyRequests with `Retry-After`.
+    Throttled { retry_after_secs: u64 },
 }
 
 /// State shared by the server's tasks and the test's handle.
@@ -72,9 +91,11 @@ struct Shared {
     store: Mutex<Store>,
     log: Mutex<Vec<RequestRecord>>,
     unreachable: AtomicBool,
-    fail_next: AtomicU32,
+    injected: Mutex<VecDeque<Injected>>,
     /// Cancelled by `drop_watches`; each watch holds the token current when it started.
     watch_abort: Mutex<CancellationToken>,
+    /// Cancelled by `stall_watches`; each watch holds the token current when it started.
+    watch_stall: Mutex<CancellationToken>,
     open_watches: Arc<AtomicUsize>,
     next_address_block: AtomicU32,
     /// Connections closed unanswered while unreachable.
@@ -93,6 +114,17 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn watch_stall(&self) -> CancellationToken {
+        self.watch_stall
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn injected(&self) -> MutexGuard<'_, VecDeque<Injected>> {
+        self.injected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn record(&self, record: RequestRecord) {
@@ -115,6 +147,7 @@ impl Shared {
             verb,
             resource,
             status: None,
+            at: Instant::now(),
         };
         if self.unreachable.load(Ordering::SeqCst) {
             self.refused.fetch_add(1, Ordering::SeqCst);
@@ -128,13 +161,22 @@ impl Shared {
     }
 
     fn answer(&self, method: &Method, route: Route, path: &str, query: &str) -> Response<Body> {
-        let injected = self
-            .fail_next
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if injected {
-            let message = "injected failure (fail_next)";
-            return status_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
+        let injected = self.injected().pop_front();
+        match injected {
+            Some(Injected::InternalError) => {
+                let message = "injected failure (fail_next)";
+                return status_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message);
+            }
+            Some(Injected::Unavailable) => {
+                let message = "injected: the API server is shutting down (unavailable_next)";
+                return status_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    message,
+                );
+            }
+            Some(Injected::Throttled { retry_after_secs }) => return throttled(retry_after_secs),
+            None => {}
         }
         if method != Method::GET {
             let message = format!("method {method} is not supported by the test api server");
@@ -183,8 +225,9 @@ impl TestApiServer {
             store: Mutex::new(Store::new()),
             log: Mutex::new(Vec::new()),
             unreachable: AtomicBool::new(false),
-            fail_next: AtomicU32::new(0),
+            injected: Mutex::new(VecDeque::new()),
             watch_abort: Mutex::new(shutdown.child_token()),
+            watch_stall: Mutex::new(shutdown.child_token()),
             open_watches: Arc::new(AtomicUsize::new(0)),
             next_address_block: AtomicU32::new(0),
             refused: AtomicUsize::new(0),
@@ -273,9 +316,44 @@ impl TestApiServer {
         self.shared.store().expire_history();
     }
 
-    /// The next `n` requests (any path) are answered 500 with an InternalError Status.
+    /// Open watches go silent: their connections stay open but nothing more is sent, not even
+    /// a bookmark or the end at `timeoutSeconds` (a half-open connection after a load
+    /// balancer failover). New watches are unaffected.
+    pub fn stall_watches(&self) {
+        let mut token = self
+            .shared
+            .watch_stall
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        token.cancel();
+        *token = self.shutdown.child_token();
+    }
+
+    /// The next `n` requests (any path) are answered 500 with an InternalError Status, after
+    /// any answers injected before.
     pub fn fail_next(&self, n: u32) {
-        self.shared.fail_next.store(n, Ordering::SeqCst);
+        self.inject(n, Injected::InternalError);
+    }
+
+    /// The next `n` requests are answered 503 ServiceUnavailable, after any injected before.
+    pub fn unavailable_next(&self, n: u32) {
+        self.inject(n, Injected::Unavailable);
+    }
+
+    /// The next `n` requests are answered 429 TooManyRequests with `Retry-After:
+    /// retry_after_secs`, after any injected before.
+    pub fn throttle_next(&self, n: u32, retry_after_secs: u64) {
+        self.inject(n, Injected::Throttled { retry_after_secs });
+    }
+
+    /// Injected answers not given yet.
+    pub fn injected_pending(&self) -> usize {
+        self.shared.injected().len()
+    }
+
+    fn inject(&self, n: u32, answer: Injected) {
+        let mut injected = self.shared.injected();
+        injected.extend(std::iter::repeat_n(answer, n as usize));
     }
 
     /// While `true`, every connection is closed without an answer: new ones right after
@@ -351,6 +429,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) {
+    // As the real API server (Go sets TCP_NODELAY on every connection): without it, each small
+    // watch event waits for the client's delayed ACK of the one before (40 to 200 ms).
+    let _ = stream.set_nodelay(true);
     let service = service_fn(move |request: Request<Incoming>| {
         let answer = shared.respond(&request);
         async move { answer }

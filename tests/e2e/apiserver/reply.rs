@@ -9,7 +9,7 @@ use std::io;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -44,6 +44,19 @@ pub fn bad_request(message: &str) -> Response<Body> {
 /// 404 NotFound.
 pub fn not_found(message: &str) -> Response<Body> {
     status_error(StatusCode::NOT_FOUND, "NotFound", message)
+}
+
+/// 429 TooManyRequests with `Retry-After` (header and `details.retryAfterSeconds`), as the API
+/// server's priority and fairness answers a client over its share.
+pub fn throttled(retry_after_secs: u64) -> Response<Body> {
+    let message = "too many requests, please try again later (injected)";
+    let mut status = status_object(429, "TooManyRequests", message);
+    status["details"] = json!({ "retryAfterSeconds": retry_after_secs });
+    let mut response = status_response(&status);
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
 }
 
 /// A `metav1.Status` object describing a failure.

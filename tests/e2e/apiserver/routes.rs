@@ -210,7 +210,10 @@ fn watch(
     watch::respond(
         spec,
         start,
-        shared.watch_abort(),
+        watch::Interrupts {
+            abort: shared.watch_abort(),
+            stall: shared.watch_stall(),
+        },
         shared.open_watches.clone(),
     )
 }

@@ -12,7 +12,9 @@
 //! - a too-old resourceVersion yields one ERROR event (Status 410 Expired) and a clean end;
 //! - `timeoutSeconds` ends the stream cleanly (terminating chunk); an abort (`drop_watches`,
 //!   unreachable, a watch that fell too far behind) ends it with a body error, so hyper cuts the
-//!   connection mid-stream and the client sees an unexpected EOF, like a lost connection.
+//!   connection mid-stream and the client sees an unexpected EOF, like a lost connection;
+//! - a stall (`stall_watches`) sends nothing more at all, and keeps the connection open until
+//!   the client goes away or the watch is aborted.
 
 use std::io;
 use std::sync::Arc;
@@ -53,19 +55,30 @@ pub struct WatchSpec {
 
 type Sender = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
 
+/// What can interrupt a watch from outside: the tokens current when it started.
+pub struct Interrupts {
+    /// Cut the connection (`drop_watches`, unreachable).
+    pub abort: CancellationToken,
+    /// Go silent (`stall_watches`).
+    pub stall: CancellationToken,
+}
+
+/// How often a stalled watch checks whether its client went away.
+const STALL_POLL: Duration = Duration::from_millis(100);
+
 /// Starts the task serving one watch and returns its streaming response. `start` is the store
 /// snapshot, or the Status of an ERROR event to send instead.
 pub fn respond(
     spec: WatchSpec,
     start: Result<WatchStart, Value>,
-    abort: CancellationToken,
+    interrupts: Interrupts,
     open: Arc<AtomicUsize>,
 ) -> Response<Body> {
     let (tx, rx) = mpsc::channel(64);
     open.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
         // Err only means the client went away; either way the watch is over.
-        let _ = run(&spec, start, &abort, tx).await;
+        let _ = run(&spec, start, &interrupts, tx).await;
         open.fetch_sub(1, Ordering::SeqCst);
     });
     streaming(StreamBody::new(rx).boxed_unsync())
@@ -75,9 +88,10 @@ pub fn respond(
 async fn run(
     spec: &WatchSpec,
     start: Result<WatchStart, Value>,
-    abort: &CancellationToken,
+    interrupts: &Interrupts,
     mut tx: Sender,
 ) -> Result<(), mpsc::SendError> {
+    let abort = &interrupts.abort;
     let mut start = match start {
         Ok(start) => start,
         Err(status) => return send(&mut tx, "ERROR", &status).await,
@@ -94,7 +108,10 @@ async fn run(
     let mut ticks = interval_at(Instant::now() + BOOKMARK_INTERVAL, BOOKMARK_INTERVAL);
     loop {
         tokio::select! {
+            // Interruptions first: a change written right after `stall_watches` is not sent.
+            biased;
             () = abort.cancelled() => return cut(&mut tx, "watch dropped").await,
+            () = interrupts.stall.cancelled() => return stay_silent(abort, &mut tx).await,
             () = &mut deadline => return close(spec, last_rv, &mut tx).await,
             _ = ticks.tick(), if spec.bookmarks => {
                 send(&mut tx, "BOOKMARK", &bookmark(spec.resource, last_rv, false)).await?;
@@ -117,6 +134,20 @@ async fn close(spec: &WatchSpec, last_rv: u64, tx: &mut Sender) -> Result<(), mp
         send(tx, "BOOKMARK", &bookmark(spec.resource, last_rv, false)).await?;
     }
     Ok(())
+}
+
+/// A stalled watch: nothing more is sent until the client goes away or the watch is aborted.
+async fn stay_silent(abort: &CancellationToken, tx: &mut Sender) -> Result<(), mpsc::SendError> {
+    loop {
+        tokio::select! {
+            () = abort.cancelled() => return cut(tx, "watch dropped").await,
+            () = sleep(STALL_POLL) => {
+                if tx.is_closed() {
+                    return Ok(());
+                }
+            }
+        }
+    }
 }
 
 /// An abrupt end: a body error makes hyper cut the connection without the final chunk.
