@@ -265,26 +265,23 @@ async fn start_kubernetes_source(
     shutdown: &CancellationToken,
 ) -> Result<StartedSource, StartError> {
     let settings = &config.source.kubernetes;
-    let client = source::kubernetes::client(settings.kubeconfig.as_deref()).await?;
+    let client_config = source::kubernetes::client_config(settings.kubeconfig.as_deref()).await?;
     let watch = WatchSettings {
         namespaces: settings.namespaces.clone(),
         label_selector: settings.label_selector.clone(),
         max_backoff: Duration::from_millis(settings.max_backoff_ms),
+        idle_timeout: Duration::from_millis(settings.watch_idle_timeout_ms),
         departure_grace: Duration::from_millis(settings.departure_grace_ms),
     };
+    let watch = source::kubernetes::connect(client_config, &watch)?;
+    let stats = watch.stats();
     tracing::info!(
-        namespaces = ?watch.namespaces,
-        selector = watch.label_selector.as_deref().unwrap_or(""),
+        server = &*stats.server,
+        namespaces = ?settings.namespaces,
+        selector = settings.label_selector.as_deref().unwrap_or(""),
         "watching the Kubernetes API; negative answers are SERVFAIL until the first list"
     );
-    let stats = Arc::new(SourceStats::default());
-    let task = tokio::spawn(source::kubernetes::run(
-        client,
-        watch,
-        writer,
-        stats.clone(),
-        shutdown.clone().cancelled_owned(),
-    ));
+    let task = tokio::spawn(watch.run(writer, shutdown.clone().cancelled_owned()));
     Ok(StartedSource {
         task,
         examples: Vec::new(),

@@ -182,6 +182,18 @@ const MAX_SECS: u64 = 365 * 24 * 3600;
 /// behind receives full batches and stops holding.
 const MAX_COALESCE_US: u64 = 1_000;
 
+/// Shortest accepted `source.kubernetes.max_backoff_ms`: retrying a failing API faster than
+/// ten times a second per watch helps nobody.
+const MIN_BACKOFF_MS: u64 = 100;
+/// Longest accepted `source.kubernetes.max_backoff_ms` (5 minutes).
+const MAX_BACKOFF_MS: u64 = 300_000;
+/// Shortest accepted `source.kubernetes.watch_idle_timeout_ms`: below a second, ordinary
+/// latency would look like a stall.
+const MIN_IDLE_TIMEOUT_MS: u64 = 1_000;
+/// Longest accepted `source.kubernetes.watch_idle_timeout_ms`: the watches' server-side
+/// timeout (290 s), past which kube-runtime's own guard replaces a silent watch anyway.
+const MAX_IDLE_TIMEOUT_MS: u64 = 290_000;
+
 /// Which source feeds the index.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -220,8 +232,12 @@ pub struct KubernetesConfig {
     pub namespaces: Vec<String>,
     /// A label selector for Services and EndpointSlices (e.g. `peerdns.io/serve=true`).
     pub label_selector: Option<String>,
-    /// Longest wait, in milliseconds, between retries of a failing watch.
+    /// Longest wait, in milliseconds, between retries of a failing watch: every watch stream
+    /// retries after at most 200 ms first, then twice as late each time, up to this.
     pub max_backoff_ms: u64,
+    /// Milliseconds a watch may hear nothing at all (no event, no bookmark, no byte) before it
+    /// is dropped and resumed from its last resourceVersion.
+    pub watch_idle_timeout_ms: u64,
     /// Milliseconds a ready endpoint that vanishes from its slice (without turning not-ready
     /// first) keeps answering, so a move between slices never blinks out; 0 turns it off.
     pub departure_grace_ms: u64,
@@ -233,7 +249,8 @@ impl Default for KubernetesConfig {
             kubeconfig: None,
             namespaces: Vec::new(),
             label_selector: None,
-            max_backoff_ms: 30_000,
+            max_backoff_ms: 3_000,
+            watch_idle_timeout_ms: 90_000,
             departure_grace_ms: 500,
         }
     }
@@ -373,6 +390,29 @@ impl Config {
                 "limits.tcp_max_connections".into(),
                 "must be at least 1",
             ));
+        }
+        let kubernetes = &self.source.kubernetes;
+        let milliseconds = [
+            (
+                "source.kubernetes.max_backoff_ms",
+                kubernetes.max_backoff_ms,
+                MIN_BACKOFF_MS..=MAX_BACKOFF_MS,
+            ),
+            (
+                "source.kubernetes.watch_idle_timeout_ms",
+                kubernetes.watch_idle_timeout_ms,
+                MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS,
+            ),
+        ];
+        for (field, value, range) in milliseconds {
+            if !range.contains(&value) {
+                let reason = format!(
+                    "must be between {} and {} (milliseconds)",
+                    range.start(),
+                    range.end()
+                );
+                return Err(invalid(field.into(), &reason));
+            }
         }
         if self.source.poll_interval_ms == 0 {
             return Err(invalid(

@@ -173,11 +173,19 @@ fn load_config(cli: &Cli) -> Result<Config> {
 
 fn init_logging(config: &Config, json_flag: bool) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(value) if !value.is_empty() => EnvFilter::try_new(value).context("RUST_LOG")?,
-        _ => EnvFilter::try_new(&config.log.level)
-            .with_context(|| format!("config field log.level: {:?}", config.log.level))?,
+    let (text, field) = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.is_empty() => (value, "RUST_LOG".to_string()),
+        _ => (
+            config.log.level.clone(),
+            format!("config field log.level: {:?}", config.log.level),
+        ),
     };
+    let mut filter = EnvFilter::try_new(&text).context(field)?;
+    if !text.contains("kube_client") {
+        // kube's HTTP layer logs every failed request at ERROR without saying where or why;
+        // the watch supervisor logs each failure once, with the server and the cause chain.
+        filter = filter.add_directive("kube_client::client::builder=off".parse()?);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -198,7 +206,7 @@ async fn serve(config: Config) -> Result<()> {
         );
     }
     println!(
-        "admin: http://{}/readyz, /metrics, /debug/explain?name=...",
+        "admin: http://{}/readyz, /metrics, /debug/explain?name=..., /debug/source",
         running.admin_address
     );
     match config.source.kind {

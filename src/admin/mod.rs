@@ -6,12 +6,15 @@
 //!                              and from the moment shutdown starts (lame duck)
 //!  GET /metrics                Prometheus text (metrics::render)
 //!  GET /debug/explain?name=N   JSON: does N exist, why or why not, and what it would answer
+//!  GET /debug/source           JSON: the source's state; for the Kubernetes source, each watch
+//!                              stream's state, failures and when it last heard from the API
 //! ```
 //!
 //! Invariant: the admin side only reads (the index, counters, flags); nothing here can change
 //! what DNS answers.
 
 mod explain;
+mod source;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -123,16 +126,9 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
             );
             response
         }
+        "/debug/source" => json(format!("{:#}\n", source::describe(state))),
         "/debug/explain" => match query_param(request.uri().query().unwrap_or(""), "name") {
-            Some(name) => {
-                let body = explain(state, &name);
-                let mut response = text(StatusCode::OK, format!("{body:#}\n"));
-                response.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/json"),
-                );
-                response
-            }
+            Some(name) => json(format!("{:#}\n", explain(state, &name))),
             None => text(
                 StatusCode::BAD_REQUEST,
                 "missing query parameter: name\n".into(),
@@ -140,9 +136,19 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /livez, /readyz, /metrics, /debug/explain?name=...\n".into(),
+            "not found; try /livez, /readyz, /metrics, /debug/explain?name=..., /debug/source\n"
+                .into(),
         ),
     }
+}
+
+fn json(body: String) -> Response<Full<Bytes>> {
+    let mut response = text(StatusCode::OK, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -21,6 +21,25 @@ fn receive_coalescing_defaults_on_and_can_be_turned_off() {
 }
 
 #[test]
+fn watch_retries_and_idle_timeout_default_low_and_accept_their_range() {
+    let kubernetes = Config::default().source.kubernetes;
+    assert_eq!(kubernetes.max_backoff_ms, 3_000);
+    assert_eq!(kubernetes.watch_idle_timeout_ms, 90_000);
+    for text in [
+        "[source.kubernetes]\nmax_backoff_ms = 100\nwatch_idle_timeout_ms = 1000\n",
+        "[source.kubernetes]\nmax_backoff_ms = 300000\nwatch_idle_timeout_ms = 290000\n",
+    ] {
+        Config::parse(text).unwrap().validate().unwrap();
+    }
+}
+
+#[test]
+fn the_idle_timeout_limit_is_the_watch_timeout() {
+    let watch_timeout = crate::source::kubernetes::MAX_IDLE_TIMEOUT;
+    assert_eq!(u128::from(MAX_IDLE_TIMEOUT_MS), watch_timeout.as_millis());
+}
+
+#[test]
 fn unknown_key_is_named() {
     let error = Config::parse("[dns]\nzonez = [\"a\"]\n").unwrap_err();
     assert!(error.contains("zonez"), "{error}");
@@ -48,6 +67,22 @@ fn invalid_values_name_the_field() {
         (
             "[source]\npoll_interval_ms = 0\n",
             "source.poll_interval_ms",
+        ),
+        (
+            "[source.kubernetes]\nmax_backoff_ms = 99\n",
+            "source.kubernetes.max_backoff_ms",
+        ),
+        (
+            "[source.kubernetes]\nmax_backoff_ms = 300001\n",
+            "source.kubernetes.max_backoff_ms",
+        ),
+        (
+            "[source.kubernetes]\nwatch_idle_timeout_ms = 999\n",
+            "source.kubernetes.watch_idle_timeout_ms",
+        ),
+        (
+            "[source.kubernetes]\nwatch_idle_timeout_ms = 290001\n",
+            "source.kubernetes.watch_idle_timeout_ms",
         ),
         (
             "[dns]\ntcp_idle_timeout_secs = 0\n",

@@ -11,7 +11,7 @@ mod histogram;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -20,7 +20,9 @@ pub use histogram::{BUCKETS, LatencyHistogram};
 
 use crate::dns::Transport;
 use crate::index::Index;
-use crate::source::kubernetes::SourceStats;
+use crate::source::kubernetes::failure::FailureCause;
+use crate::source::kubernetes::health::unix_ms_now;
+use crate::source::kubernetes::{SourceStats, StreamHealth, WatchState};
 
 /// Query types counted by name; everything else is `other`.
 const QTYPES: [&str; 10] = [
@@ -355,37 +357,27 @@ fn render_watch(out: &mut String, watch: &SourceStats) {
     counter(
         out,
         "peerdns_source_events_total",
-        "Watch events received from the Kubernetes API.",
+        "Objects delivered by the Kubernetes API watches (list items, changes, deletions).",
         watch.events(),
     );
     counter(
         out,
         "peerdns_source_watch_restarts_total",
-        "Relists after the first (lost watches, 410 Gone).",
+        "Completed relists after the first list (410 Gone, a failed resume).",
         watch.relists(),
     );
-    counter(
-        out,
-        "peerdns_source_api_errors_total",
-        "Failed Kubernetes API requests and watches.",
-        watch.api_errors(),
-    );
-    let last = watch.last_event_unix_ms();
-    let age = match last {
+    let now = unix_ms_now();
+    let age = |unix_ms: u64| match unix_ms {
         0 => f64::NAN,
-        millis => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            (now.as_millis() as f64 - millis as f64).max(0.0) / 1000.0
-        }
+        millis => now.saturating_sub(millis) as f64 / 1000.0,
     };
     gauge(
         out,
         "peerdns_source_last_event_age_seconds",
-        "Seconds since the last watch event (NaN before any).",
-        age,
+        "Seconds since any watch last heard from the API: an event, a bookmark or a list page (NaN before any).",
+        age(watch.heard_unix_ms()),
     );
+    render_streams(out, watch, &age);
     histogram(
         out,
         "peerdns_propagation_event_seconds",
@@ -398,6 +390,76 @@ fn render_watch(out: &mut String, watch: &SourceStats) {
         "From an EndpointSlice's last-change-trigger-time to its answers being served.",
         &watch.trigger_to_served,
     );
+}
+
+/// Per watch stream: failures by cause, state, and heard age. Streams are labelled `resource`
+/// and `watch_namespace` (`*`: all), not `namespace`, which Prometheus gives the scraped pod.
+fn render_streams(out: &mut String, watch: &SourceStats, age: &dyn Fn(u64) -> f64) {
+    let labels = |stream: &StreamHealth| {
+        let namespace = stream.scope.namespace.as_deref().unwrap_or("*");
+        format!(
+            "resource=\"{}\",watch_namespace=\"{}\"",
+            stream.scope.kind.as_str(),
+            escape_label(namespace)
+        )
+    };
+    header(
+        out,
+        "peerdns_source_api_errors_total",
+        "counter",
+        "Failed Kubernetes API requests and watches, by watch stream and cause.",
+    );
+    for stream in &watch.streams {
+        let labels = labels(stream);
+        for cause in FailureCause::ALL {
+            let value = stream.failures(cause);
+            let cause = cause.as_str();
+            let _ = writeln!(
+                out,
+                "peerdns_source_api_errors_total{{{labels},cause=\"{cause}\"}} {value}"
+            );
+        }
+    }
+    header(
+        out,
+        "peerdns_source_watch_state",
+        "gauge",
+        "1 for the state each watch stream is in: listing, watching (established), backing_off or stalled.",
+    );
+    for stream in &watch.streams {
+        let labels = labels(stream);
+        let current = stream.state();
+        for state in WatchState::ALL {
+            let value = u8::from(state == current);
+            let state = state.as_str();
+            let _ = writeln!(
+                out,
+                "peerdns_source_watch_state{{{labels},state=\"{state}\"}} {value}"
+            );
+        }
+    }
+    header(
+        out,
+        "peerdns_source_watch_heard_age_seconds",
+        "gauge",
+        "Seconds since each watch stream last heard from the API: an event, a bookmark or a list page (NaN before any).",
+    );
+    for stream in &watch.streams {
+        let labels = labels(stream);
+        let value = age(stream.heard_unix_ms());
+        let _ = writeln!(
+            out,
+            "peerdns_source_watch_heard_age_seconds{{{labels}}} {value}"
+        );
+    }
+}
+
+/// A label value with `\\`, `"` and newlines escaped, as the text format requires.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

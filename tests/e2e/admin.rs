@@ -33,10 +33,29 @@ pub async fn get(admin: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-fn metric(body: &str, series: &str) -> f64 {
+/// The value of one series (`name{labels}` exactly as rendered).
+pub fn metric(body: &str, series: &str) -> f64 {
     body.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no series {series} in\n{body}"))
+}
+
+/// The sum of every series of metric `name` whose labels contain `label` (e.g.
+/// `cause="stalled"`; empty: all); fails when there is none.
+pub fn metric_sum(body: &str, name: &str, label: &str) -> f64 {
+    let values: Vec<f64> = body
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let labels = series.strip_prefix(name)?.strip_prefix('{')?;
+            labels.contains(label).then(|| value.parse().ok())?
+        })
+        .collect();
+    assert!(
+        !values.is_empty(),
+        "no series {name}{{..{label}..}} in\n{body}"
+    );
+    values.iter().sum()
 }
 
 async fn explain(admin: SocketAddr, name: &str) -> Value {
@@ -237,7 +256,16 @@ async fn readiness_follows_sync_and_watched_namespaces_are_explained() {
         metric(&metrics, "peerdns_source_synced{source=\"kubernetes\"}"),
         1.0
     );
-    assert!(metric(&metrics, "peerdns_source_api_errors_total") >= 1.0);
+    let connection_failures = metric(
+        &metrics,
+        "peerdns_source_api_errors_total{resource=\"services\",watch_namespace=\"team-a\",cause=\"connection\"}",
+    );
+    assert!(connection_failures >= 1.0, "{metrics}");
+    assert_eq!(
+        metric_sum(&metrics, "peerdns_source_watch_state", "state=\"watching\""),
+        2.0,
+        "{metrics}"
+    );
     let elsewhere = explain(admin, "db.team-b.svc.cluster.local").await;
     assert!(
         elsewhere["reason"]

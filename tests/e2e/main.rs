@@ -10,6 +10,7 @@ mod controllers;
 mod deploy;
 mod equivalence;
 mod fastpath;
+mod faults;
 mod files;
 mod fuzz_regressions;
 mod golden;

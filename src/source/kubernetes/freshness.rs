@@ -1,25 +1,32 @@
-//! What the watch source reports about itself: sync state, events, relists, API errors, and
-//! how fresh the answers are (DESIGN.md P4).
+//! What the watch source reports about itself: sync state, events, relists, each stream's
+//! health (its state, failures and when it last heard from the API: `health.rs`), and how
+//! fresh the answers are.
 //!
 //! Per applied EndpointSlice change two latencies are recorded: from the event's arrival to the
 //! new answers being published, and from the slice's `last-change-trigger-time` annotation (when
 //! present) to publication. Both go into [`LatencyHistogram`]s the metrics endpoint can export.
 //!
-//! Invariant: recording is lock-free (atomics only) and allocates nothing.
+//! Invariants: recording an event or a publication is lock-free (atomics only) and allocates
+//! nothing; events count objects delivered (list items, changes, deletions), never failures or
+//! the start of a list; a relist counts when it completes.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::health::StreamHealth;
 pub use crate::metrics::LatencyHistogram;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 /// Counters and gauges of one source, shared with whoever reports them.
 #[derive(Debug, Default)]
 pub struct SourceStats {
+    /// The API server's URL (empty when not watching one).
+    pub server: Arc<str>,
+    /// Each watch stream's health, by stream id.
+    pub streams: Vec<Arc<StreamHealth>>,
     synced: AtomicBool,
     events: AtomicU64,
     relists: AtomicU64,
-    api_errors: AtomicU64,
-    last_event_unix_ms: AtomicU64,
     /// Event arrival to new answers published.
     pub event_to_served: LatencyHistogram,
     /// The slice's last-change-trigger-time to new answers published.
@@ -27,24 +34,23 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
-    /// Counts one event received and stamps its time.
+    /// Stats for the streams watched on `server`.
+    pub fn new(server: Arc<str>, streams: Vec<Arc<StreamHealth>>) -> Self {
+        Self {
+            server,
+            streams,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one object delivered (a list item, a change, a deletion).
     pub fn record_event(&self) {
         self.events.fetch_add(1, Ordering::Relaxed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let millis = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        self.last_event_unix_ms.store(millis, Ordering::Relaxed);
     }
 
-    /// Counts one relist after the first (a lost watch, a 410 Gone).
+    /// Counts one completed relist after the first list (a lost watch, a 410 Gone).
     pub fn record_relist(&self) {
         self.relists.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts one failed API request or watch.
-    pub fn record_api_error(&self) {
-        self.api_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records that new answers were published for an event that arrived at `arrived`, whose
@@ -68,24 +74,29 @@ impl SourceStats {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Events received.
+    /// Objects delivered.
     pub fn events(&self) -> u64 {
         self.events.load(Ordering::Relaxed)
     }
 
-    /// Relists after the first list.
+    /// Completed relists after the first list.
     pub fn relists(&self) -> u64 {
         self.relists.load(Ordering::Relaxed)
     }
 
-    /// Failed API requests and watches.
+    /// Failed API requests and watches, over every stream and cause.
     pub fn api_errors(&self) -> u64 {
-        self.api_errors.load(Ordering::Relaxed)
+        self.streams.iter().map(|s| s.total_failures()).sum()
     }
 
-    /// Unix time in milliseconds of the last event, 0 before any.
-    pub fn last_event_unix_ms(&self) -> u64 {
-        self.last_event_unix_ms.load(Ordering::Relaxed)
+    /// Unix time in milliseconds when any stream last heard from the API (an event, a
+    /// bookmark, a list page), 0 before any.
+    pub fn heard_unix_ms(&self) -> u64 {
+        self.streams
+            .iter()
+            .map(|s| s.heard_unix_ms())
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -1,20 +1,32 @@
-//! The Kubernetes source (DESIGN.md S1): kube-runtime watchers on Services and EndpointSlices.
+//! The Kubernetes source (S1, S3): kube-runtime watchers on Services and EndpointSlices that
+//! never stay deaf to the API.
 //!
 //! ```text
-//!  watcher(Api<Service>)       \                                 (one pair per namespace,
-//!  watcher(Api<EndpointSlice>)  }-- select_all --> Synchronizer --> IndexWriter
-//!  ...                         /     (stream id, event)             or one cluster-wide)
+//!  one stream per (resource, namespace):
+//!  client+Observe -> watcher -> Supervisor --\
+//!  client+Observe -> watcher -> Supervisor ---+-> select_all -> Synchronizer -> IndexWriter
+//!  ...                                        (stream id, change)
+//!  Observe: idle timeout, bytes heard, Retry-After    Supervisor: retry policy, health, log
 //! ```
 //!
-//! Objects are converted to model types as they arrive and dropped. Watch errors back off
-//! (kube-runtime's default backoff) and are retried forever, logged with what failed; while the
-//! API is away the last state keeps being served. Read-only: no request here writes.
+//! Each stream has its own client, whose HTTP layer ([`transport`]) notes what the stream hears
+//! into its [`StreamHealth`] and fails a request silent for the idle timeout, so a stalled watch
+//! is replaced; its [`Supervisor`] waits out failures by the one [`retry`] policy (kube's own
+//! request retries are turned off, so no second policy hides behind it) and logs each once.
+//! Watches ask for bookmarks and a server-side timeout of [`WATCH_TIMEOUT_SECS`]. Objects are
+//! converted to model types as they arrive and dropped; while the API is away the last state
+//! keeps being served. Read-only: no request here writes.
 //!
 //! Invariant: one task owns the [`Synchronizer`] (and so the index writer); event order within
 //! a stream is kept.
 
+pub mod failure;
 pub mod freshness;
+pub mod health;
+pub mod retry;
+pub mod supervisor;
 pub mod sync;
+pub mod transport;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,14 +35,15 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt, stream::BoxStream};
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::discovery::v1 as discovery;
-use kube::runtime::utils::ResetTimerBackoff;
-use kube::runtime::watcher::ExponentialBackoff;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::client::ClientBuilder;
+use kube::runtime::watcher;
 use kube::{Api, Client};
-use tracing::warn;
 
 use crate::index::IndexWriter;
 pub use freshness::{LatencyHistogram, SourceStats};
+pub use health::{StreamHealth, WatchState};
+use retry::{Backoff, RetryPolicy};
+use supervisor::Supervisor;
 pub use sync::{Change, StreamScope, Synchronizer, WatchedKind};
 
 /// Why a Kubernetes client could not be built.
@@ -59,9 +72,11 @@ pub struct WatchSettings {
     pub namespaces: Vec<String>,
     /// A label selector applied to Services and EndpointSlices, e.g. `peerdns.io/serve=true`.
     pub label_selector: Option<String>,
-    /// Longest wait between retries of a failing watch (retries start at 800 ms or this,
-    /// whichever is shorter, and double).
+    /// Longest wait between retries of a failing watch (see [`retry`]).
     pub max_backoff: Duration,
+    /// A request that hears nothing at all for this long (no event, no bookmark, no byte) is
+    /// failed, so a stalled watch is replaced.
+    pub idle_timeout: Duration,
     /// How long a ready endpoint that vanishes from its slice keeps answering, so a move
     /// between slices written removal-first never blinks out.
     pub departure_grace: Duration,
@@ -72,7 +87,8 @@ impl Default for WatchSettings {
         Self {
             namespaces: Vec::new(),
             label_selector: None,
-            max_backoff: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(90),
             departure_grace: Duration::from_millis(500),
         }
     }
@@ -81,27 +97,23 @@ impl Default for WatchSettings {
 /// How often departed endpoints are checked for the end of their grace.
 const DEPARTURE_TICK: Duration = Duration::from_millis(100);
 
-/// kube-runtime's exponential backoff with jitter, capped at `max`, reset after two quiet
-/// minutes.
-fn backoff(max: Duration) -> ResetTimerBackoff<ExponentialBackoff> {
-    let first = Duration::from_millis(800).min(max);
-    ResetTimerBackoff::new(
-        ExponentialBackoff::from(
-            backon::ExponentialBuilder::default()
-                .with_min_delay(first)
-                .with_max_delay(max)
-                .with_factor(2.0)
-                .with_jitter()
-                .without_max_times(),
-        ),
-        Duration::from_secs(120),
-    )
-}
+/// The server-side timeout (`timeoutSeconds`) each watch asks for: the API server ends the
+/// watch cleanly within five minutes and the watcher resumes it from its resourceVersion.
+/// kube-runtime's own client-side guard is this plus 5 s, so peerdns's idle timeout (at most
+/// [`MAX_IDLE_TIMEOUT`]) always fires first on a silent watch.
+pub const WATCH_TIMEOUT_SECS: u32 = 290;
 
-/// Builds a client from a kubeconfig file, or by inference: in-cluster service account, then
-/// `KUBECONFIG`, then `~/.kube/config`.
-pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
-    let config = match kubeconfig {
+/// The longest accepted idle timeout: the watch's own server-side timeout.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64);
+
+/// How long connecting to the API server (TCP and TLS) may take before the attempt fails and
+/// is retried: a connection that takes longer goes to a dead address (kube's default is 30 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the client configuration from a kubeconfig file, or by inference: in-cluster service
+/// account, then `KUBECONFIG`, then `~/.kube/config`.
+pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, ClientError> {
+    Ok(match kubeconfig {
         Some(path) => {
             let wrap = |source| ClientError::Kubeconfig {
                 path: path.to_path_buf(),
@@ -114,8 +126,22 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
                 .map_err(wrap)?
         }
         None => kube::Config::infer().await?,
-    };
-    Ok(Client::try_from(config)?)
+    })
+}
+
+/// Builds a client the way the watch streams do (without their HTTP layer): checks the
+/// credentials and TLS settings without contacting the API.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, ClientError> {
+    let config = client_config(kubeconfig).await?;
+    Ok(ClientBuilder::try_from(stream_client_config(config))?.build())
+}
+
+/// The client configuration every watch stream uses: kube's own request retries off (the
+/// supervisor's policy is the only one), and a short connect timeout.
+fn stream_client_config(mut config: kube::Config) -> kube::Config {
+    config.default_retry = false;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config
 }
 
 /// The streams to watch for `settings`, in the order of the returned scopes.
@@ -136,15 +162,66 @@ pub fn scopes(settings: &WatchSettings) -> Vec<StreamScope> {
         .collect()
 }
 
-type Tagged = (usize, Result<Change, watcher::Error>);
+/// The Kubernetes source, connected (one client per stream) but not yet running.
+pub struct Watch {
+    streams: Vec<BoxStream<'static, (usize, Change)>>,
+    scopes: Vec<StreamScope>,
+    stats: Arc<SourceStats>,
+    departure_grace: Duration,
+}
 
-fn stream_for(
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the watch streams of `settings` against the API server of `config`. Must be called
+/// within a Tokio runtime (each client starts a task).
+pub fn connect(config: kube::Config, settings: &WatchSettings) -> Result<Watch, ClientError> {
+    let config = stream_client_config(config);
+    let server: Arc<str> = config.cluster_url.to_string().into();
+    let scopes = scopes(settings);
+    let health: Vec<Arc<StreamHealth>> = scopes
+        .iter()
+        .map(|scope| Arc::new(StreamHealth::new(scope.clone())))
+        .collect();
+    let mut watcher_config = watcher::Config::default().timeout(WATCH_TIMEOUT_SECS);
+    if let Some(selector) = &settings.label_selector {
+        watcher_config = watcher_config.labels(selector);
+    }
+    let policy = RetryPolicy::capped_at(settings.max_backoff);
+    let mut streams = Vec::with_capacity(scopes.len());
+    for (id, (scope, health)) in scopes.iter().zip(&health).enumerate() {
+        let observe = transport::Observe::new(health.clone(), settings.idle_timeout);
+        let client = ClientBuilder::try_from(config.clone())?
+            .with_layer(&observe)
+            .build();
+        let items = watcher_items(&client, scope, &watcher_config);
+        let supervisor = Supervisor::new(
+            items,
+            health.clone(),
+            Backoff::seeded(policy, id),
+            server.clone(),
+        );
+        streams.push(supervisor.into_changes(id).boxed());
+    }
+    Ok(Watch {
+        streams,
+        scopes,
+        stats: Arc::new(SourceStats::new(server, health)),
+        departure_grace: settings.departure_grace,
+    })
+}
+
+/// One stream's raw watcher items.
+fn watcher_items(
     client: &Client,
     scope: &StreamScope,
-    id: usize,
     config: &watcher::Config,
-    max_backoff: Duration,
-) -> BoxStream<'static, Tagged> {
+) -> supervisor::WatcherItems {
     fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -157,74 +234,53 @@ fn stream_for(
     }
     let namespace = scope.namespace.as_deref();
     match scope.kind {
-        WatchedKind::Services => tag(
-            watcher(api::<core::Service>(client, namespace), config.clone())
-                .backoff(backoff(max_backoff)),
-            id,
+        WatchedKind::Services => changes(
+            watcher(api::<core::Service>(client, namespace), config.clone()),
             |event| Change::Service(Box::new(event)),
         ),
-        WatchedKind::EndpointSlices => tag(
+        WatchedKind::EndpointSlices => changes(
             watcher(
                 api::<discovery::EndpointSlice>(client, namespace),
                 config.clone(),
-            )
-            .default_backoff(),
-            id,
+            ),
             |event| Change::Slice(Box::new(event)),
         ),
     }
 }
 
-fn tag<K: Send + 'static>(
+fn changes<K: Send + 'static>(
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    id: usize,
     wrap: fn(watcher::Event<K>) -> Change,
-) -> BoxStream<'static, Tagged> {
-    stream.map(move |event| (id, event.map(wrap))).boxed()
+) -> supervisor::WatcherItems {
+    stream.map(move |event| event.map(wrap)).boxed()
 }
 
-/// Watches the cluster and feeds `writer` until `shutdown` completes.
-pub async fn run(
-    client: Client,
-    settings: WatchSettings,
-    writer: IndexWriter,
-    stats: Arc<SourceStats>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    let scopes = scopes(&settings);
-    let mut config = watcher::Config::default();
-    if let Some(selector) = &settings.label_selector {
-        config = config.labels(selector);
+impl Watch {
+    /// The source's counters and per-stream health, for metrics and `/debug/source`.
+    pub fn stats(&self) -> Arc<SourceStats> {
+        self.stats.clone()
     }
-    let streams: Vec<_> = scopes
-        .iter()
-        .enumerate()
-        .map(|(id, scope)| stream_for(&client, scope, id, &config, settings.max_backoff))
-        .collect();
-    let mut events = futures::stream::select_all(streams);
-    let mut writer = writer;
-    writer.set_departure_grace(settings.departure_grace);
-    let mut synchronizer = Synchronizer::new(writer, scopes.clone(), stats.clone());
-    let mut ticks = tokio::time::interval(DEPARTURE_TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        let next = tokio::select! {
-            next = events.next() => next,
-            _ = ticks.tick() => {
-                synchronizer.expire_departures(Instant::now());
-                continue;
-            }
-            () = &mut shutdown => return,
-        };
-        let Some((id, event)) = next else { return };
-        match event {
-            Ok(change) => synchronizer.handle(id, change, Instant::now()),
-            Err(error) => {
-                stats.record_api_error();
-                let scope = &scopes[id];
-                warn!(%error, kind = ?scope.kind, namespace = scope.namespace.as_deref().unwrap_or("*"), "watch failed; retrying with backoff");
-            }
+
+    /// Watches the cluster and feeds `writer` until `shutdown` completes.
+    pub async fn run(self, writer: IndexWriter, shutdown: impl std::future::Future<Output = ()>) {
+        let mut events = futures::stream::select_all(self.streams);
+        let mut writer = writer;
+        writer.set_departure_grace(self.departure_grace);
+        let mut synchronizer = Synchronizer::new(writer, self.scopes, self.stats);
+        let mut ticks = tokio::time::interval(DEPARTURE_TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                _ = ticks.tick() => {
+                    synchronizer.expire_departures(Instant::now());
+                    continue;
+                }
+                () = &mut shutdown => return,
+            };
+            let Some((id, change)) = next else { return };
+            synchronizer.handle(id, change, Instant::now());
         }
     }
 }

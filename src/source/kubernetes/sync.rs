@@ -47,6 +47,16 @@ pub enum WatchedKind {
     EndpointSlices,
 }
 
+impl WatchedKind {
+    /// The resource's plural name, as logs and metric labels show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchedKind::Services => "services",
+            WatchedKind::EndpointSlices => "endpointslices",
+        }
+    }
+}
+
 /// One event from one stream.
 #[derive(Debug)]
 pub enum Change {
@@ -119,7 +129,6 @@ impl Synchronizer {
         if stream >= self.streams.len() {
             return;
         }
-        self.stats.record_event();
         match change {
             Change::Service(event) => self.handle_event(stream, *event, arrived, service_object),
             Change::Slice(event) => self.handle_event(stream, *event, arrived, slice_object),
@@ -133,6 +142,12 @@ impl Synchronizer {
         arrived: Instant,
         convert: fn(&K) -> Converted,
     ) {
+        if matches!(
+            event,
+            Event::InitApply(_) | Event::Apply(_) | Event::Delete(_)
+        ) {
+            self.stats.record_event();
+        }
         match event {
             Event::Init => self.begin_list(stream),
             Event::InitApply(object) => {
@@ -157,9 +172,6 @@ impl Synchronizer {
 
     fn begin_list(&mut self, stream: usize) {
         let state = &mut self.streams[stream];
-        if state.listed_once {
-            self.stats.record_relist();
-        }
         state.initial.clear();
         state.relist_seen = Some(HashSet::new());
     }
@@ -173,6 +185,9 @@ impl Synchronizer {
 
     fn end_list(&mut self, stream: usize) {
         let seen = self.streams[stream].relist_seen.take().unwrap_or_default();
+        if self.streams[stream].listed_once {
+            self.stats.record_relist();
+        }
         self.streams[stream].listed_once = true;
         if !self.synced {
             // Before the first sync the gathered objects are the keys' record: the set is

@@ -370,3 +370,27 @@ fn an_endpoint_that_turns_not_ready_first_leaves_at_once() {
         "not ready first: no grace"
     );
 }
+
+#[test]
+fn failed_relists_are_neither_events_nor_relists() {
+    let (_, mut sync, stats) = synced_cluster();
+    let (events, relists) = (stats.events(), stats.relists());
+    // A lost watch whose relist fails three times: the watcher emits Init before each try.
+    services(
+        &mut sync,
+        SERVICES,
+        vec![Event::Init, Event::Init, Event::Init],
+    );
+    assert_eq!((stats.events(), stats.relists()), (events, relists));
+    services(
+        &mut sync,
+        SERVICES,
+        vec![
+            Event::Init,
+            Event::InitApply(service("a", "db")),
+            Event::InitDone,
+        ],
+    );
+    assert_eq!(stats.events(), events + 1, "one object delivered");
+    assert_eq!(stats.relists(), relists + 1, "one relist completed");
+}
