@@ -14,6 +14,7 @@
 //! what DNS answers.
 
 mod explain;
+mod prometheus;
 mod source;
 
 use std::convert::Infallible;
@@ -33,8 +34,9 @@ pub use explain::explain;
 
 use crate::dns::Responder;
 use crate::index::Index;
-use crate::metrics::{Metrics, SourceView, render};
+use crate::metrics::Metrics;
 use crate::source::kubernetes::SourceStats;
+use prometheus::{SourceView, render};
 
 /// What the admin endpoints read.
 #[derive(Debug)]

@@ -39,16 +39,8 @@ use hickory_server::zone_handler::Queries;
 
 use super::answer::{Answer, Authority};
 use crate::index::Index;
+pub use crate::metrics::Transport;
 use crate::metrics::{Metrics, QueryOutcome};
-
-/// The transport a query came over, which decides the size limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// UDP: 512 bytes, or the EDNS size within the configured cap.
-    Udp,
-    /// TCP: up to 65535 bytes.
-    Tcp,
-}
 
 /// Plain DNS (RFC 1035) UDP limit.
 const CLASSIC_UDP_LIMIT: usize = 512;

@@ -16,7 +16,6 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use peerdns::app::{Running, start};
 use peerdns::config::Config;
-use peerdns::metrics::{SourceView, render};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -98,10 +97,9 @@ impl UdpClient {
     }
 }
 
+/// The query counters, as `/metrics` shows them.
 pub(super) fn rendered(server: &Running) -> String {
-    let source = SourceView {
-        kind: "file",
-        watch: None,
-    };
-    render(&server.admin.metrics, &server.index, source)
+    let mut out = String::new();
+    server.admin.metrics.render(&mut out);
+    out
 }
