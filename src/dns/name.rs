@@ -139,7 +139,13 @@ fn best_zone<'s, 'a>(labels: &'s [&'a [u8]], zones: &[Name]) -> Option<(usize, &
 /// Parses a lowercased query name against the forward and reverse zones.
 pub fn parse<'a>(name: &'a Name, forward: &[Name], reverse: &[Name]) -> Parsed<'a> {
     let labels = Labels::of(name);
-    let all = labels.as_slice();
+    parse_labels(labels.as_slice(), forward, reverse)
+}
+
+/// Parses a lowercased name given as its labels (leftmost first) against the forward and
+/// reverse zones: the one place that decides which zone a name is in (the longest matching
+/// zone; a reverse zone only when strictly longer than every forward one).
+pub fn parse_labels<'a>(all: &[&'a [u8]], forward: &[Name], reverse: &[Name]) -> Parsed<'a> {
     let forward_match = best_zone(all, forward);
     let reverse_match = best_zone(all, reverse);
     match (forward_match, reverse_match) {

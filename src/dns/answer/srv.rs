@@ -4,56 +4,8 @@
 //! Invariants: records are sorted by (target label, port) and deduplicated, so a dual-stack
 //! peer known by its hostname is one target; each target's addresses are glued once.
 
-use std::net::IpAddr;
-
-use hickory_proto::rr::rdata::SRV;
-use hickory_proto::rr::{Name, RData, Record, RecordType};
-
-use super::{Authority, name_in_zone};
-use crate::index::{Label, ReadyEndpoint, ServiceRecords, srv_weight};
+use crate::index::{Label, ReadyEndpoint, ServiceRecords};
 use crate::model::{Port, Protocol, ServiceKind};
-
-impl Authority {
-    /// SRV records for a Service (R3, R4) and their targets' addresses.
-    pub(super) fn srv(
-        &self,
-        zone: &Name,
-        namespace: &str,
-        service: &str,
-        records: &ServiceRecords,
-        filter: PortFilter<'_>,
-        qname: &Name,
-    ) -> (Vec<Record>, Vec<Record>) {
-        let Some(service_name) = name_in_zone(zone, &[service, namespace, "svc"]) else {
-            return (Vec::new(), Vec::new());
-        };
-        let entries = srv_entries(records, filter);
-        let weight = srv_weight(entries.len());
-        let mut answers = Vec::with_capacity(entries.len());
-        let mut additional = Vec::new();
-        let mut previous: Option<&SrvEntry<'_>> = None;
-        for entry in &entries {
-            let target = match entry.label {
-                Some(label) => service_name.prepend_label(label.as_str()).ok(),
-                None => Some(service_name.clone()),
-            };
-            let Some(target) = target else { continue };
-            // Entries are sorted, so one target's records are adjacent: glue each target once.
-            if !previous.is_some_and(|p| p.same_target(entry)) {
-                previous = Some(entry);
-                let ips: Vec<&IpAddr> = match (entry.label, &records.kind) {
-                    (Some(_), _) => entry.target_endpoints(records).map(|e| &e.ip).collect(),
-                    (None, ServiceKind::ClusterIp(ips)) => ips.iter().collect(),
-                    (None, _) => Vec::new(),
-                };
-                additional.extend(self.address_records(&target, ips.into_iter(), RecordType::ANY));
-            }
-            let rdata = RData::SRV(SRV::new(0, weight, entry.port, target));
-            answers.push(self.record(qname, rdata));
-        }
-        (answers, additional)
-    }
-}
 
 /// One SRV record an answer lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,8 +106,20 @@ pub(crate) fn srv_entries<'r>(
     entries
 }
 
+/// Whether [`srv_entries`] would list anything for `filter`, without listing.
+pub(crate) fn srv_entries_exist(records: &ServiceRecords, filter: PortFilter<'_>) -> bool {
+    match &records.kind {
+        ServiceKind::Headless => records.endpoints.iter().any(|endpoint| {
+            (endpoint.ports.is_empty() && matches!(filter, PortFilter::All))
+                || endpoint.ports.iter().any(|p| filter.matches(p))
+        }),
+        ServiceKind::ClusterIp(_) => records.service_ports.iter().any(|p| filter.matches(p)),
+        ServiceKind::ExternalName(_) => false,
+    }
+}
+
 /// Which ports an SRV answer lists.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum PortFilter<'a> {
     /// Every port, named or not (R4).
     All,

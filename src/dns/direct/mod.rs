@@ -3,14 +3,13 @@
 //! vector of SRV entries found).
 //!
 //! ```text
-//!  plain query (fast.rs), class IN, A/AAAA/SRV, index synced
+//!  plain query (wire.rs), class IN, A/AAAA/SRV, index synced
 //!    -> lowercase the name on the stack, split it into labels, parse it (name.rs)
-//!    -> <label>.<svc>.<ns>.svc.<zone>      A/AAAA: the endpoints the label names (R2)
-//!       <svc>.<ns>.svc.<zone>              A/AAAA/SRV of a headless Service (R1, R4)
-//!       _<port>._<proto>.<svc>.<ns>.svc... SRV for a named port (R3)
-//!       names that cannot exist            NXDOMAIN / NODATA with the SOA (R9)
+//!    -> answer::find decides, from the Service's records: addresses, SRV entries, NODATA or
+//!       NXDOMAIN (with the SOA)
 //!    -> wire.rs writes the response as hickory would      --> send
-//!  anything else (ClusterIP, ExternalName, PTR, apex, other types, no room) -> None
+//!  anything else (reverse names, CNAMEs, the apex's own records, a ClusterIP's SRV, no room)
+//!    -> None: the general path answers
 //! ```
 //!
 //! A batch takes the stages one datagram at a time, each for all of its datagrams before the
@@ -18,17 +17,16 @@
 //! [`Direct::prefetch_records`] for the records that entry points at, [`Direct::look_up`]
 //! takes them and asks for their endpoints, [`Direct::prefetch_ports`] for an SRV answer's
 //! ports, and [`Direct::write`] answers. On a large cluster those reads rarely hit the CPU's
-//! caches; asked for together, they arrive together. [`Direct::answer`] takes every stage
-//! for one question.
+//! caches; asked for together, they arrive together.
 //!
-//! The record rules are the general path's own where they can be shared (`srv_entries`,
-//! [`ServiceRecords::endpoints_labelled`], [`srv_weight`], the name parser); what is written
-//! here is which section each record goes to, in the same order as `answer/` builds them.
+//! Nothing here decides an answer: [`find`] does, for both paths. What is written here is the
+//! encoding: which section each record goes to, in the order the general path's records are
+//! built, and the truncation of a response too big for the client's UDP size.
 //!
 //! Invariants:
 //! - for every question it answers, the bytes equal the general path's (message.rs, answer/,
 //!   hickory's encoder): tests/e2e/fastpath.rs asks every name and type of generated clusters
-//!   both ways; anything it is not sure of returns `None` before writing a reply;
+//!   both ways; anything it cannot write returns `None` before writing a reply;
 //! - it reads the live index (one `Arc<ServiceRecords>` per answer), so it cannot serve an
 //!   answer older than the Service it read;
 //! - a response too big for the client's UDP size loses its glue first, then its one answer
@@ -41,17 +39,16 @@ use std::sync::Arc;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::answer::{Authority, PortFilter, SOA_TIMERS, SrvEntry, is_external, srv_entries};
+use super::answer::{Authority, Finding, SOA_TIMERS, SrvEntry, find, service_of, srv_entries};
 use zones::{ZoneNames, split_labels};
 mod zones;
 
 use super::fast::plain;
 use super::message::udp_limit;
-use super::name::{ForwardName, parse_forward};
+use super::name::{ForwardName, Parsed, parse_labels};
 use super::wire::{NameTooLong, WireWriter};
 use crate::index::{Index, ServiceRecords, srv_weight};
 use crate::metrics::QueryOutcome;
-use crate::model::{Protocol, ServiceKind};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -65,23 +62,6 @@ const OPT_LEN: usize = 11;
 /// Labels a question may have to be taken here (ours have at most five plus the zone's).
 const MAX_QUESTION_LABELS: usize = 32;
 
-/// What the index holds for the question, before it is written.
-enum Finding<'r> {
-    /// A/AAAA records at the question name: the addresses of the asked family, in order.
-    Addresses(&'r [IpAddr]),
-    /// SRV records at the question name for these (target label, port) pairs, with glue.
-    Srv {
-        records: &'r ServiceRecords,
-        /// As `srv_entries` lists them; a `None` label (a ClusterIP Service's own name) is
-        /// never reached here: the write declines it.
-        entries: Vec<SrvEntry<'r>>,
-        namespace: &'r str,
-        service: &'r str,
-    },
-    NoData,
-    NxDomain,
-}
-
 /// One receive loop's direct answerer: the rules' settings and its own scratch buffers.
 #[derive(Debug)]
 pub struct Direct {
@@ -89,8 +69,6 @@ pub struct Direct {
     names: ZoneNames,
     writer: WireWriter,
     lowered: Vec<u8>,
-    /// Scratch for the addresses an A/AAAA answer lists (kept: no allocation per answer).
-    addresses: Vec<IpAddr>,
 }
 
 impl Direct {
@@ -101,7 +79,6 @@ impl Direct {
             authority: authority.clone(),
             writer: WireWriter::default(),
             lowered: Vec::with_capacity(256),
-            addresses: Vec::new(),
         }
     }
 
@@ -151,11 +128,13 @@ impl Direct {
         lowered.make_ascii_lowercase();
         let lowered: &'q [u8] = lowered;
         let mut labels: [&[u8]; MAX_QUESTION_LABELS] = [&[]; MAX_QUESTION_LABELS];
-        let mut starts = [0usize; MAX_QUESTION_LABELS];
-        let count = split_labels(lowered, &mut labels, &mut starts)?;
-        let (zone, left) = self.names.locate(lowered, &starts[..count])?;
-        let name = parse_forward(&labels[..left]);
-        if let Some((namespace, service)) = service_of(&name) {
+        let count = split_labels(lowered, &mut labels)?;
+        let authority = &self.authority;
+        let parsed = parse_labels(&labels[..count], &authority.zones, &authority.reverse_zones);
+        let Parsed::Forward { zone, .. } = parsed else {
+            return None;
+        };
+        if let Some((namespace, service)) = service_of(&parsed) {
             index.prefetch_service_entry(namespace, service);
         }
         Some(Prepared {
@@ -167,7 +146,7 @@ impl Direct {
                 edns_payload: plain.edns_payload,
             },
             zone,
-            name,
+            parsed,
             records: None,
         })
     }
@@ -175,7 +154,7 @@ impl Direct {
     /// Between stages one and two: asks for the records of the Service a prepared question
     /// names (its map entry on its way after [`Self::prepare`]).
     pub fn prefetch_records(&self, index: &Index, prepared: &Prepared<'_>) {
-        if let Some((namespace, service)) = service_of(&prepared.name) {
+        if let Some((namespace, service)) = service_of(&prepared.parsed) {
             index.prefetch_service(namespace, service);
         }
     }
@@ -184,7 +163,7 @@ impl Direct {
     /// already on their way after [`Self::prepare`] and [`Self::prefetch_records`]) and asks
     /// for the arrays an answer reads.
     pub fn look_up(&self, index: &Index, prepared: &mut Prepared<'_>) {
-        let Some((namespace, service)) = service_of(&prepared.name) else {
+        let Some((namespace, service)) = service_of(&prepared.parsed) else {
             return;
         };
         prepared.records = index.service(namespace, service);
@@ -216,81 +195,42 @@ impl Direct {
         let Prepared {
             question,
             zone,
-            name,
+            parsed,
             records: held,
         } = prepared;
-        let qtype = question.qtype;
-        let mut found_addresses = std::mem::take(&mut self.addresses);
-        found_addresses.clear();
-        let finding = match name {
-            ForwardName::Endpoint { label, .. } => match held.as_deref() {
-                Some(records) if !is_external(records) => {
-                    let mut labelled = records.endpoints_labelled(label).peekable();
-                    if labelled.peek().is_none() {
-                        Finding::NxDomain
-                    } else if qtype == TYPE_SRV {
-                        Finding::NoData
-                    } else {
-                        addresses(labelled.map(|e| e.ip), qtype, &mut found_addresses)
-                    }
-                }
-                _ => Finding::NxDomain,
-            },
-            ForwardName::Service { namespace, service } => match held.as_deref() {
-                None => Finding::NxDomain,
-                Some(records) if !matches!(records.kind, ServiceKind::Headless) => return None,
-                Some(records) => {
-                    if records.endpoints.is_empty() {
-                        Finding::NxDomain
-                    } else if qtype == TYPE_SRV {
-                        srv(records, PortFilter::All, namespace, service)
-                    } else {
-                        let ips = records.endpoints.iter().map(|e| e.ip);
-                        addresses(ips, qtype, &mut found_addresses)
-                    }
-                }
-            },
-            ForwardName::Port {
-                namespace,
-                service,
-                port,
-                protocol,
-            } => match (held.as_deref(), Protocol::from_label(protocol)) {
-                (Some(records), Some(protocol)) if !is_external(records) => {
-                    if !matches!(records.kind, ServiceKind::Headless) {
-                        return None;
-                    }
-                    match srv(
-                        records,
-                        PortFilter::Named(port, protocol),
-                        namespace,
-                        service,
-                    ) {
-                        Finding::Srv { entries, .. } if entries.is_empty() => Finding::NxDomain,
-                        _ if qtype != TYPE_SRV => Finding::NoData,
-                        srv => srv,
-                    }
-                }
-                _ => Finding::NxDomain,
-            },
-            ForwardName::Namespace(namespace) if index.namespace_exists(namespace) => {
-                Finding::NoData
-            }
-            ForwardName::Namespace(_) | ForwardName::Nonexistent => Finding::NxDomain,
-            _ => return None,
+        let qtype = RecordType::from(question.qtype);
+        let Self {
+            authority,
+            names,
+            writer,
+            ..
+        } = self;
+        let finding = find(authority, index, &parsed, held.as_deref(), qtype);
+        let encoder = Encoder {
+            writer,
+            names,
+            authority,
         };
-        let outcome = self.write_finding(index, max_udp_payload, &question, zone, finding, out);
-        self.addresses = found_addresses;
+        let outcome = encoder.write(index, max_udp_payload, &question, zone, finding, out)?;
         Some(Written {
-            outcome: outcome?,
+            outcome,
             records: held,
         })
     }
+}
 
+/// Writes one finding as a response: the direct path's encoder, over its answerer's scratch.
+struct Encoder<'a> {
+    writer: &'a mut WireWriter,
+    names: &'a ZoneNames,
+    authority: &'a Authority,
+}
+
+impl Encoder<'_> {
     /// Writes the response for `finding`; `None` when a name cannot be written or the
     /// response does not fit (the general path then decides).
-    fn write_finding(
-        &mut self,
+    fn write(
+        self,
         index: &Index,
         max_udp_payload: u16,
         question: &Question<'_>,
@@ -298,18 +238,16 @@ impl Direct {
         finding: Finding<'_>,
         out: &mut Vec<u8>,
     ) -> Option<QueryOutcome> {
-        let finding = match finding {
-            Finding::Addresses([]) => Finding::NoData,
-            Finding::Srv { entries, .. } if entries.is_empty() => Finding::NoData,
-            other => other,
-        };
         let rcode = match finding {
             Finding::NxDomain => ResponseCode::NXDomain,
-            _ => ResponseCode::NoError,
+            Finding::Addresses(_) | Finding::Srv { .. } | Finding::NoData => ResponseCode::NoError,
+            // CNAMEs, the apex's records, PTR, SERVFAIL, REFUSED: the general path's.
+            _ => return None,
         };
+        let qtype = RecordType::from(question.qtype);
         let request = question.request;
         let ttl = self.authority.positive_ttl;
-        let writer = &mut self.writer;
+        let writer = self.writer;
         writer.reset();
         writer.put(&request[..2]);
         writer.put(&[
@@ -325,22 +263,23 @@ impl Direct {
         // Where the glue starts: dropped first when the response is too big (R12).
         let mut glue_at: Option<usize> = None;
         match &finding {
-            Finding::Addresses(ips) => {
-                for ip in ips.iter() {
-                    address_record(writer, owner, ip, ttl).ok()?;
+            Finding::Addresses(listed) => {
+                for ip in listed.of_type(qtype) {
+                    address_record(writer, owner, &ip, ttl).ok()?;
                     answers += 1;
                 }
             }
             Finding::Srv {
                 records,
-                entries,
+                filter,
                 namespace,
                 service,
             } => {
+                let entries = srv_entries(records, *filter);
                 let svc_zone = &self.names.svc_zones[zone];
                 let base = [service.as_bytes(), namespace.as_bytes()];
                 let weight = srv_weight(entries.len());
-                for entry in entries {
+                for entry in &entries {
                     let target = [entry.label?.as_bytes(), base[0], base[1]];
                     writer
                         .record(owner, TYPE_SRV, ttl, |w| {
@@ -354,7 +293,7 @@ impl Direct {
                 }
                 glue_at = Some(writer.len());
                 let mut previous: Option<&SrvEntry<'_>> = None;
-                for entry in entries {
+                for entry in &entries {
                     let label = entry.label?;
                     if previous.is_some_and(|p| p.same_target(entry)) {
                         continue;
@@ -367,7 +306,7 @@ impl Direct {
                     }
                 }
             }
-            Finding::NoData | Finding::NxDomain => {
+            _ => {
                 let (mname, rname) = self.names.soa_names.as_ref()?;
                 let negative_ttl = self.authority.negative_ttl;
                 let serial = index.serial();
@@ -448,7 +387,8 @@ pub struct Prepared<'q> {
     question: Question<'q>,
     /// Which forward zone the name is in.
     zone: usize,
-    name: ForwardName<'q>,
+    /// The name, parsed (always [`Parsed::Forward`]).
+    parsed: Parsed<'q>,
     /// The Service the name names, as published when it was read.
     records: Option<Arc<ServiceRecords>>,
 }
@@ -457,7 +397,14 @@ impl Prepared<'_> {
     /// Whether an answer would list SRV records (SRV at a Service or a named port), so it reads
     /// the SRV order and the ports.
     fn lists_srv(&self) -> bool {
-        self.question.qtype == TYPE_SRV && !matches!(self.name, ForwardName::Endpoint { .. })
+        let at_endpoint = matches!(
+            self.parsed,
+            Parsed::Forward {
+                name: ForwardName::Endpoint { .. },
+                ..
+            }
+        );
+        self.question.qtype == TYPE_SRV && !at_endpoint
     }
 }
 
@@ -473,49 +420,6 @@ struct Question<'q> {
     qtype: u16,
     /// The UDP size the client offered, when it sent OPT.
     edns_payload: Option<u16>,
-}
-
-/// The (namespace, Service) a name is at or below, when it names one.
-fn service_of<'a>(name: &ForwardName<'a>) -> Option<(&'a str, &'a str)> {
-    match *name {
-        ForwardName::Endpoint {
-            namespace, service, ..
-        }
-        | ForwardName::Service { namespace, service }
-        | ForwardName::Port {
-            namespace, service, ..
-        } => Some((namespace, service)),
-        _ => None,
-    }
-}
-
-/// The addresses of the asked family among `ips`, in order, collected in `found`.
-fn addresses<'f>(
-    ips: impl Iterator<Item = IpAddr>,
-    qtype: u16,
-    found: &'f mut Vec<IpAddr>,
-) -> Finding<'f> {
-    let wanted = |ip: &IpAddr| match ip {
-        IpAddr::V4(_) => qtype == TYPE_A,
-        IpAddr::V6(_) => qtype == TYPE_AAAA,
-    };
-    found.extend(ips.filter(wanted));
-    Finding::Addresses(found)
-}
-
-/// The SRV entries of a headless Service (every target has a label).
-fn srv<'r>(
-    records: &'r ServiceRecords,
-    filter: PortFilter<'_>,
-    namespace: &'r str,
-    service: &'r str,
-) -> Finding<'r> {
-    Finding::Srv {
-        records,
-        entries: srv_entries(records, filter),
-        namespace,
-        service,
-    }
 }
 
 fn address_record(
