@@ -38,6 +38,7 @@ use hickory_server::server::Request;
 use hickory_server::zone_handler::Queries;
 
 use super::answer::{Answer, Authority};
+use super::fit::{Cuttable, cut_to_fit};
 use crate::index::Index;
 pub use crate::metrics::Transport;
 use crate::metrics::{Metrics, QueryOutcome};
@@ -225,36 +226,65 @@ fn response_metadata(request: &Metadata, answer: &Answer) -> Metadata {
     metadata
 }
 
-/// Encodes `answer`, dropping additional records and then whole answer RRsets until it fits
-/// `limit`; sets TC only in the second case.
+/// Encodes `answer` within `limit` bytes, cut by the R12 rule ([`cut_to_fit`]); a response
+/// that cannot fit even without its answers is SERVFAIL, header only.
 fn encode_to_fit(
     queries: &Queries,
     edns: Option<&Edns>,
     request: &Metadata,
-    mut answer: Answer,
+    answer: Answer,
     limit: usize,
 ) -> Vec<u8> {
-    let mut metadata = response_metadata(request, &answer);
-    let mut attempt = encode(queries, edns, metadata, &answer);
-    if fits(&attempt, limit) {
-        return attempt.unwrap_or_default();
+    let mut encoding = Encoding {
+        queries,
+        edns,
+        metadata: response_metadata(request, &answer),
+        answer,
+        encoded: None,
+    };
+    if cut_to_fit(&mut encoding, limit)
+        && let Some(Ok(bytes)) = encoding.encoded
+    {
+        return bytes;
     }
-    answer.additional.clear();
-    attempt = encode(queries, edns, metadata, &answer);
-    while !fits(&attempt, limit) && !answer.answers.is_empty() {
-        metadata.truncation = true;
-        answer.authority.clear();
-        pop_last_rrset(&mut answer.answers);
-        attempt = encode(queries, edns, metadata, &answer);
-    }
-    match attempt {
-        Ok(bytes) if bytes.len() <= limit => bytes,
-        _ => header_only(request, ResponseCode::ServFail),
-    }
+    header_only(request, ResponseCode::ServFail)
 }
 
-fn fits(attempt: &Result<Vec<u8>, ()>, limit: usize) -> bool {
-    matches!(attempt, Ok(bytes) if bytes.len() <= limit)
+/// A response as hickory records, encoded when measured.
+struct Encoding<'a> {
+    queries: &'a Queries,
+    edns: Option<&'a Edns>,
+    metadata: Metadata,
+    answer: Answer,
+    /// The encoding of the current sections, once measured.
+    encoded: Option<Result<Vec<u8>, ()>>,
+}
+
+impl Cuttable for Encoding<'_> {
+    fn size(&mut self) -> usize {
+        let (queries, edns, metadata) = (self.queries, self.edns, self.metadata);
+        let answer = &self.answer;
+        let encoded = self
+            .encoded
+            .get_or_insert_with(|| encode(queries, edns, metadata, answer));
+        encoded.as_ref().map_or(usize::MAX, Vec::len)
+    }
+
+    fn drop_additional(&mut self) {
+        self.answer.additional.clear();
+        self.encoded = None;
+    }
+
+    fn drop_last_answer_rrset(&mut self) -> bool {
+        if self.answer.answers.is_empty() {
+            return false;
+        }
+        self.metadata.truncation = true;
+        self.answer.authority.clear();
+        pop_last_rrset(&mut self.answer.answers);
+        self.encoded = None;
+        true
+    }
 }
 
 /// Removes the last RRset (same owner, type and class as the last record) from `records`.

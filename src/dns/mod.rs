@@ -19,6 +19,7 @@
 pub mod answer;
 pub mod direct;
 pub mod fast;
+pub mod fit;
 pub mod message;
 pub mod name;
 pub mod ratelimit;

@@ -44,6 +44,7 @@ use zones::{ZoneNames, split_labels};
 mod zones;
 
 use super::fast::plain;
+use super::fit::{Cuttable, cut_to_fit};
 use super::message::udp_limit;
 use super::name::{ForwardName, Parsed, parse_labels};
 use super::wire::{NameTooLong, WireWriter};
@@ -327,26 +328,29 @@ impl Encoder<'_> {
             }
         }
         let limit = udp_limit(question.edns_payload, max_udp_payload);
-        let opt_len = if question.edns_payload.is_some() {
-            OPT_LEN
-        } else {
-            0
+        let mut sections = Sections {
+            writer,
+            answers_at,
+            glue_at,
+            opt_len: if question.edns_payload.is_some() {
+                OPT_LEN
+            } else {
+                0
+            },
+            counts: [answers, authorities, additional],
+            truncated: false,
         };
-        if let Some(glue_at) = glue_at
-            && writer.len() + opt_len > limit
-        {
-            writer.truncate(glue_at);
-            additional = 0;
+        if !cut_to_fit(&mut sections, limit) {
+            // Too big even without its answers (a negative answer in a tiny limit): the
+            // general path decides.
+            return None;
         }
-        let mut truncated = false;
-        if writer.len() + opt_len > limit && answers > 0 {
-            // The answer is one RRset (addresses or SRV at the question name): the general
-            // path drops it whole and sets TC, so the client retries over TCP (R12).
-            writer.truncate(answers_at);
-            writer.set_flag(2, TC);
-            (answers, authorities, additional) = (0, 0, 0);
-            truncated = true;
-        }
+        let Sections {
+            writer,
+            counts: [answers, authorities, mut additional],
+            truncated,
+            ..
+        } = sections;
         if question.edns_payload.is_some() {
             writer.opt(max_udp_payload);
             additional += 1;
@@ -354,10 +358,6 @@ impl Encoder<'_> {
         writer.set_u16(6, answers);
         writer.set_u16(8, authorities);
         writer.set_u16(10, additional);
-        if writer.len() > limit {
-            // Still too big (a negative answer in a tiny limit): the general path decides.
-            return None;
-        }
         writer.copy_to(out);
         Some(QueryOutcome {
             qtype: Some(RecordType::from(question.qtype)),
@@ -365,6 +365,45 @@ impl Encoder<'_> {
             truncated,
             nodata: matches!(finding, Finding::NoData),
         })
+    }
+}
+
+/// A response the encoder wrote, as the R12 rule cuts it: its answer section is one RRset
+/// (addresses or SRV at the question name), its additional section the SRV glue.
+struct Sections<'w> {
+    writer: &'w mut WireWriter,
+    /// Where the answer section starts (right after the question).
+    answers_at: usize,
+    /// Where the glue starts, when there is any.
+    glue_at: Option<usize>,
+    /// The OPT record still to be written, counted in the size.
+    opt_len: usize,
+    /// Records in the answer, authority and additional sections.
+    counts: [u16; 3],
+    truncated: bool,
+}
+
+impl Cuttable for Sections<'_> {
+    fn size(&mut self) -> usize {
+        self.writer.len() + self.opt_len
+    }
+
+    fn drop_additional(&mut self) {
+        if let Some(glue_at) = self.glue_at.take() {
+            self.writer.truncate(glue_at);
+            self.counts[2] = 0;
+        }
+    }
+
+    fn drop_last_answer_rrset(&mut self) -> bool {
+        if self.counts[0] == 0 {
+            return false;
+        }
+        self.writer.truncate(self.answers_at);
+        self.writer.set_flag(2, TC);
+        self.counts = [0, 0, 0];
+        self.truncated = true;
+        true
     }
 }
 
