@@ -45,6 +45,7 @@ use std::hash::BuildHasher;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+use super::wire::reader::{HEADER_LEN, Plain, plain};
 use crate::index::{Retirement, ServiceRecords};
 use crate::metrics::QueryOutcome;
 use crate::sys::prefetch::prefetch_slice;
@@ -69,74 +70,12 @@ const SEEN_BITS: usize = 1 << 18;
 /// first offer passes through a collision at most once in sixteen.
 const SEEN_RESET: usize = SEEN_BITS / 16;
 
-const HEADER_LEN: usize = 12;
 /// Request header bits the response copies: RD (byte 2) and CD (byte 3).
 const RD: u8 = 0x01;
 const CD: u8 = 0x10;
 
 /// Longest key: a question (name of at most 255 bytes, type, class) and the EDNS marker.
 const MAX_KEY: usize = 255 + 4 + 3;
-
-/// A plain query's shape, read without allocating.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Plain<'a> {
-    /// Question bytes (name, type, class) as sent.
-    pub question: &'a [u8],
-    /// The UDP size offered by the client's OPT record, when it sent one.
-    pub edns_payload: Option<u16>,
-}
-
-/// Reads `request` as a plain query, or `None` for anything the general path must see.
-pub(crate) fn plain(request: &[u8]) -> Option<Plain<'_>> {
-    let header = request.get(..HEADER_LEN)?;
-    let flags = header[2];
-    // QR clear, opcode QUERY, TC clear; rcode and Z clear.
-    if flags & 0xfa != 0 || header[3] & 0x4f != 0 {
-        return None;
-    }
-    let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
-    if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
-        return None;
-    }
-    let name_end = name_end(request, HEADER_LEN)?;
-    let question_end = name_end + 4;
-    let question = request.get(HEADER_LEN..question_end)?;
-    let edns_payload = match count(10) {
-        0 => None,
-        _ => Some(empty_opt(request.get(question_end..)?)?),
-    };
-    if edns_payload.is_none() && request.len() != question_end {
-        return None;
-    }
-    Some(Plain {
-        question,
-        edns_payload,
-    })
-}
-
-/// End offset of an uncompressed name starting at `start`.
-fn name_end(message: &[u8], start: usize) -> Option<usize> {
-    let mut at = start;
-    loop {
-        let length = usize::from(*message.get(at)?);
-        if length == 0 {
-            return (at + 1 - start <= 255).then_some(at + 1);
-        }
-        if length > 63 {
-            return None; // a pointer or an extended label type
-        }
-        at += 1 + length;
-    }
-}
-
-/// The UDP size of an OPT record that is exactly the rest of the message, has the root name,
-/// version 0 and no options.
-fn empty_opt(record: &[u8]) -> Option<u16> {
-    let [0, 0, 41, hi, lo, _ext_rcode, 0, _do_z, _z, 0, 0] = *record else {
-        return None;
-    };
-    Some(u16::from_be_bytes([hi, lo]))
-}
 
 /// What identifies a response up to ID, RD, CD and the question's case, written into `buffer`
 /// (no allocation on a lookup): the question ASCII-lowercased, then `0` without OPT or `1` and
@@ -627,35 +566,6 @@ mod tests {
     }
 
     const NAME: &[u8] = b"\x05KuBiA\x07default\x03svc\x00";
-    const OPT: &[u8] = &[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0];
-
-    #[test]
-    fn plain_queries_are_recognised() {
-        assert!(plain(&query(NAME, None)).is_some());
-        let with_opt = query(NAME, Some(OPT));
-        assert_eq!(plain(&with_opt).unwrap().edns_payload, Some(1232));
-        let mut notify = query(NAME, None);
-        notify[2] |= 0x20; // opcode 4
-        assert!(plain(&notify).is_none());
-        let mut response = query(NAME, None);
-        response[2] |= 0x80;
-        assert!(plain(&response).is_none());
-        let option = [0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 4, 0, 10, 0, 0];
-        assert!(
-            plain(&query(NAME, Some(&option))).is_none(),
-            "options go the general way"
-        );
-        let version1 = [0, 0, 41, 0x04, 0xd0, 0, 1, 0, 0, 0, 0];
-        assert!(plain(&query(NAME, Some(&version1))).is_none());
-        assert!(
-            plain(&query(b"\xc0\x0c", None)).is_none(),
-            "compressed question"
-        );
-        let mut trailing = query(NAME, None);
-        trailing.push(0);
-        assert!(plain(&trailing).is_none());
-        assert!(plain(&query(NAME, None)[..20]).is_none());
-    }
 
     #[test]
     fn keys_ignore_case_and_patching_restores_it() {

@@ -39,6 +39,7 @@ use hickory_server::zone_handler::Queries;
 
 use super::answer::{Answer, Authority};
 use super::fit::{Cuttable, cut_to_fit};
+use super::wire::reader::name_end;
 use crate::index::Index;
 pub use crate::metrics::Transport;
 use crate::metrics::{Metrics, QueryOutcome};
@@ -366,14 +367,7 @@ impl EmitAndCount for EchoedQuestion<'_> {
 /// Where the labels of the question name at the start of `raw` end (its root byte), when the
 /// name is uncompressed and complete.
 fn question_labels_end(raw: &[u8]) -> Option<usize> {
-    let mut at = 0;
-    loop {
-        match raw.get(at).copied()? {
-            0 => return Some(at),
-            length if length <= 63 => at += 1 + usize::from(length),
-            _ => return None,
-        }
-    }
+    name_end(raw, 0).map(|end| end - 1)
 }
 
 /// A response with only a header (used when the question cannot be read).
@@ -398,14 +392,10 @@ fn is_uncompressed(queries: &Queries) -> bool {
     let bytes = queries.as_bytes();
     let mut at = 0;
     for _ in queries.queries() {
-        loop {
-            match bytes.get(at).copied() {
-                Some(0) => break,
-                Some(length) if length <= 63 => at += 1 + usize::from(length),
-                _ => return false,
-            }
+        match name_end(bytes, at) {
+            Some(end) => at = end + 4, // type and class
+            None => return false,
         }
-        at += 1 + 4; // the root label, type and class
     }
     true
 }

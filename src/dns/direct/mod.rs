@@ -40,13 +40,13 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
 use super::answer::{Authority, Finding, SOA_TIMERS, SrvEntry, find, service_of, srv_entries};
-use zones::{ZoneNames, split_labels};
+use zones::ZoneNames;
 mod zones;
 
-use super::fast::plain;
 use super::fit::{Cuttable, cut_to_fit};
 use super::message::udp_limit;
 use super::name::{ForwardName, Parsed, parse_labels};
+use super::wire::reader::{plain, split_labels};
 use super::wire::{NameTooLong, WireWriter};
 use crate::index::{Index, ServiceRecords, srv_weight};
 use crate::metrics::QueryOutcome;

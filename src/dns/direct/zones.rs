@@ -51,19 +51,3 @@ impl ZoneNames {
         }
     }
 }
-
-/// Splits a lowercased, uncompressed wire name (checked by `plain`) into `labels`; returns
-/// how many, or `None` when there are too many to be ours.
-pub(super) fn split_labels<'a>(name: &'a [u8], labels: &mut [&'a [u8]]) -> Option<usize> {
-    let mut at = 0;
-    let mut count = 0;
-    loop {
-        let length = usize::from(*name.get(at)?);
-        if length == 0 {
-            return Some(count);
-        }
-        *labels.get_mut(count)? = name.get(at + 1..at + 1 + length)?;
-        count += 1;
-        at += 1 + length;
-    }
-}

@@ -25,6 +25,8 @@
 //! tail with an equal name); pointers always point before the name being written, so reading
 //! one back ends.
 
+use super::reader::name_end;
+
 /// Candidates hickory stores at most per message.
 pub const CANDIDATE_LIMIT: usize = 64;
 /// Names hickory compresses at most per message.
@@ -110,14 +112,9 @@ impl WireWriter {
         self.put(question);
         // The labels' end (the root byte); a name that does not end well offers nothing, as in
         // the general path.
-        let mut labels_end = 0;
-        loop {
-            match question.get(labels_end).copied() {
-                Some(0) => break,
-                Some(length) if length <= 63 => labels_end += 1 + usize::from(length),
-                _ => return,
-            }
-        }
+        let Some(labels_end) = name_end(question, 0).map(|end| end - 1) else {
+            return;
+        };
         self.folded.clear();
         self.folded.extend_from_slice(&question[..labels_end]);
         self.folded.make_ascii_lowercase();
