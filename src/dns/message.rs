@@ -130,23 +130,12 @@ impl Responder {
             truncated: false,
             nodata: false,
         };
-        let mut decoder = BinDecoder::new(request);
-        let Ok(header) = Header::read(&mut decoder) else {
-            return (None, outcome);
-        };
-        if header.metadata.message_type == MessageType::Response {
-            return (None, outcome);
-        }
-        let protocol = match transport {
-            Transport::Udp => WireProtocol::Udp,
-            Transport::Tcp => WireProtocol::Tcp,
-        };
-        let Ok(request) = Request::from_bytes(request.to_vec(), src, protocol) else {
-            outcome.rcode = Some(ResponseCode::FormErr);
-            return (
-                Some(header_only(&header.metadata, ResponseCode::FormErr)),
-                outcome,
-            );
+        let request = match read_request(request, src, transport) {
+            Ok(request) => request,
+            Err(unreadable) => {
+                outcome.rcode = unreadable.as_ref().map(|_| ResponseCode::FormErr);
+                return (unreadable, outcome);
+            }
         };
         let edns = request.edns.as_ref().map(|_| {
             let mut edns = Edns::new();
@@ -177,20 +166,7 @@ impl Responder {
             )
         };
         outcome.qtype = request.queries.queries().first().map(|q| q.query_type());
-        let rcode = if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
-            ResponseCode::BADVERS
-        } else if request.metadata.op_code != OpCode::Query {
-            ResponseCode::NotImp
-        } else if request.queries.queries().len() != 1 {
-            ResponseCode::FormErr
-        } else if outcome.qtype.is_some()
-            && request.queries.queries()[0].query_class() != DNSClass::IN
-        {
-            ResponseCode::Refused
-        } else {
-            ResponseCode::NoError
-        };
-        if rcode != ResponseCode::NoError {
+        if let Some(rcode) = refusal(&request) {
             outcome.rcode = Some(rcode);
             return (Some(reply(rcode, None)), outcome);
         }
@@ -204,6 +180,45 @@ impl Responder {
         outcome.rcode = Some(answer.rcode);
         outcome.nodata = answer.rcode == ResponseCode::NoError && answer.answers.is_empty();
         (Some(reply(answer.rcode, Some(answer))), outcome)
+    }
+}
+
+/// Parses a request; `Err(None)` when it must be dropped (no readable header, or a response:
+/// no reflection), `Err(Some(FORMERR header))` when its body does not parse.
+fn read_request(
+    bytes: &[u8],
+    src: SocketAddr,
+    transport: Transport,
+) -> Result<Request, Option<Vec<u8>>> {
+    let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
+        return Err(None);
+    };
+    if header.metadata.message_type == MessageType::Response {
+        return Err(None);
+    }
+    let protocol = match transport {
+        Transport::Udp => WireProtocol::Udp,
+        Transport::Tcp => WireProtocol::Tcp,
+    };
+    Request::from_bytes(bytes.to_vec(), src, protocol)
+        .map_err(|_| Some(header_only(&header.metadata, ResponseCode::FormErr)))
+}
+
+/// The rcode a parsed request gets before any answer rule (R10): BADVERS for an EDNS version
+/// other than 0, NOTIMP for an opcode other than QUERY, FORMERR for other than one question,
+/// REFUSED for a class other than IN; `None` for a question the rules answer.
+fn refusal(request: &Request) -> Option<ResponseCode> {
+    let queries = request.queries.queries();
+    if request.edns.as_ref().is_some_and(|e| e.version() != 0) {
+        Some(ResponseCode::BADVERS)
+    } else if request.metadata.op_code != OpCode::Query {
+        Some(ResponseCode::NotImp)
+    } else if queries.len() != 1 {
+        Some(ResponseCode::FormErr)
+    } else if queries[0].query_class() != DNSClass::IN {
+        Some(ResponseCode::Refused)
+    } else {
+        None
     }
 }
 

@@ -17,8 +17,8 @@
 //! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
 
 pub mod answer;
+pub mod cache;
 pub mod direct;
-pub mod fast;
 pub mod fit;
 pub mod message;
 pub mod name;

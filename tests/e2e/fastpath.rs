@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use hickory_proto::rr::RecordType;
 use peerdns::config::{Config, SrvTargetStyle};
+use peerdns::dns::cache::{AnswerCache, DEFAULT_CAPACITY, Validity};
 use peerdns::dns::direct::Direct;
-use peerdns::dns::fast::{AnswerCache, DEFAULT_CAPACITY, Validity};
 use peerdns::dns::udp::{FastPath, Replies, answer_batch};
 use peerdns::dns::{Responder, Transport};
 use peerdns::index::{Index, IndexWriter, dashed_ip};

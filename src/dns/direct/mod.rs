@@ -33,23 +33,21 @@
 //!   RRset with TC set, exactly as the general path's does (R12); anything else that does not
 //!   fit goes to the general path.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
-use super::answer::{Authority, Finding, SOA_TIMERS, SrvEntry, find, service_of, srv_entries};
-use zones::ZoneNames;
+mod encoder;
 mod zones;
 
-use super::fit::{Cuttable, cut_to_fit};
-use super::message::udp_limit;
+use super::answer::{Authority, find, service_of};
 use super::name::{ForwardName, Parsed, parse_labels};
+use super::wire::WireWriter;
 use super::wire::reader::{plain, split_labels};
-use super::wire::{NameTooLong, WireWriter};
-use crate::index::{Index, ServiceRecords, srv_weight};
+use crate::index::{Index, ServiceRecords};
 use crate::metrics::QueryOutcome;
+use encoder::Encoder;
+use zones::ZoneNames;
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;
@@ -69,6 +67,8 @@ pub struct Direct {
     authority: Authority,
     names: ZoneNames,
     writer: WireWriter,
+    /// Scratch of [`Self::answer`] (a batch keeps one per datagram instead).
+    #[cfg(any(test, feature = "testing"))]
     lowered: Vec<u8>,
 }
 
@@ -79,12 +79,15 @@ impl Direct {
             names: ZoneNames::new(authority),
             authority: authority.clone(),
             writer: WireWriter::default(),
+            #[cfg(any(test, feature = "testing"))]
             lowered: Vec::with_capacity(256),
         }
     }
 
     /// Writes the response to `request` into `out` and says what it was; `None` (and `out`
-    /// untouched) when the general path must answer. Every stage, for this one question.
+    /// untouched) when the general path must answer. Every stage, for this one question (a
+    /// test seam: a batch takes the stages itself).
+    #[cfg(any(test, feature = "testing"))]
     pub fn answer(
         &mut self,
         index: &Index,
@@ -220,193 +223,6 @@ impl Direct {
     }
 }
 
-/// Writes one finding as a response: the direct path's encoder, over its answerer's scratch.
-struct Encoder<'a> {
-    writer: &'a mut WireWriter,
-    names: &'a ZoneNames,
-    authority: &'a Authority,
-}
-
-impl Encoder<'_> {
-    /// Writes the response for `finding`; `None` when a name cannot be written or the
-    /// response does not fit (the general path then decides).
-    fn write(
-        self,
-        index: &Index,
-        max_udp_payload: u16,
-        question: &Question<'_>,
-        zone: usize,
-        finding: Finding<'_>,
-        out: &mut Vec<u8>,
-    ) -> Option<QueryOutcome> {
-        let rcode = match finding {
-            Finding::NxDomain => ResponseCode::NXDomain,
-            Finding::Addresses(_) | Finding::Srv { .. } | Finding::NoData => ResponseCode::NoError,
-            // CNAMEs, the apex's records, PTR, SERVFAIL, REFUSED: the general path's.
-            _ => return None,
-        };
-        let qtype = RecordType::from(question.qtype);
-        let request = question.request;
-        let ttl = self.authority.positive_ttl;
-        let writer = self.writer;
-        writer.reset();
-        writer.put(&request[..2]);
-        writer.put(&[
-            0x80 | 0x04 | (request[2] & 0x01),
-            (request[3] & 0x10) | rcode.low(),
-        ]);
-        writer.put(&[0, 1, 0, 0, 0, 0, 0, 0]);
-        writer.question(question.raw);
-        let answers_at = writer.len();
-        // The question's name, lowercased, without its root byte.
-        let owner: (&[&[u8]], &[u8]) = (&[], &question.lowered[..question.lowered.len() - 1]);
-        let (mut answers, mut authorities, mut additional) = (0u16, 0u16, 0u16);
-        // Where the glue starts: dropped first when the response is too big (R12).
-        let mut glue_at: Option<usize> = None;
-        match &finding {
-            Finding::Addresses(listed) => {
-                for ip in listed.of_type(qtype) {
-                    address_record(writer, owner, &ip, ttl).ok()?;
-                    answers += 1;
-                }
-            }
-            Finding::Srv {
-                records,
-                filter,
-                namespace,
-                service,
-            } => {
-                let entries = srv_entries(records, *filter);
-                let svc_zone = &self.names.svc_zones[zone];
-                let base = [service.as_bytes(), namespace.as_bytes()];
-                let weight = srv_weight(entries.len());
-                for entry in &entries {
-                    let target = [entry.label?.as_bytes(), base[0], base[1]];
-                    writer
-                        .record(owner, TYPE_SRV, ttl, |w| {
-                            w.put_u16(0);
-                            w.put_u16(weight);
-                            w.put_u16(entry.port);
-                            w.uncompressed_name(&target, svc_zone)
-                        })
-                        .ok()?;
-                    answers += 1;
-                }
-                glue_at = Some(writer.len());
-                let mut previous: Option<&SrvEntry<'_>> = None;
-                for entry in &entries {
-                    let label = entry.label?;
-                    if previous.is_some_and(|p| p.same_target(entry)) {
-                        continue;
-                    }
-                    previous = Some(entry);
-                    let target = [label.as_bytes(), base[0], base[1]];
-                    for endpoint in entry.target_endpoints(records) {
-                        address_record(writer, (&target, svc_zone), &endpoint.ip, ttl).ok()?;
-                        additional += 1;
-                    }
-                }
-            }
-            _ => {
-                let (mname, rname) = self.names.soa_names.as_ref()?;
-                let negative_ttl = self.authority.negative_ttl;
-                let serial = index.serial();
-                let zone_owner: (&[&[u8]], &[u8]) = (&[], &self.names.zones[zone]);
-                writer
-                    .record(zone_owner, TYPE_SOA, negative_ttl, |w| {
-                        w.compressed_name(&[], mname)?;
-                        w.compressed_name(&[], rname)?;
-                        w.put_u32(serial);
-                        for timer in SOA_TIMERS {
-                            w.put_u32(timer.unsigned_abs());
-                        }
-                        w.put_u32(negative_ttl);
-                        Ok(())
-                    })
-                    .ok()?;
-                authorities += 1;
-            }
-        }
-        let limit = udp_limit(question.edns_payload, max_udp_payload);
-        let mut sections = Sections {
-            writer,
-            answers_at,
-            glue_at,
-            opt_len: if question.edns_payload.is_some() {
-                OPT_LEN
-            } else {
-                0
-            },
-            counts: [answers, authorities, additional],
-            truncated: false,
-        };
-        if !cut_to_fit(&mut sections, limit) {
-            // Too big even without its answers (a negative answer in a tiny limit): the
-            // general path decides.
-            return None;
-        }
-        let Sections {
-            writer,
-            counts: [answers, authorities, mut additional],
-            truncated,
-            ..
-        } = sections;
-        if question.edns_payload.is_some() {
-            writer.opt(max_udp_payload);
-            additional += 1;
-        }
-        writer.set_u16(6, answers);
-        writer.set_u16(8, authorities);
-        writer.set_u16(10, additional);
-        writer.copy_to(out);
-        Some(QueryOutcome {
-            qtype: Some(RecordType::from(question.qtype)),
-            rcode: Some(rcode),
-            truncated,
-            nodata: matches!(finding, Finding::NoData),
-        })
-    }
-}
-
-/// A response the encoder wrote, as the R12 rule cuts it: its answer section is one RRset
-/// (addresses or SRV at the question name), its additional section the SRV glue.
-struct Sections<'w> {
-    writer: &'w mut WireWriter,
-    /// Where the answer section starts (right after the question).
-    answers_at: usize,
-    /// Where the glue starts, when there is any.
-    glue_at: Option<usize>,
-    /// The OPT record still to be written, counted in the size.
-    opt_len: usize,
-    /// Records in the answer, authority and additional sections.
-    counts: [u16; 3],
-    truncated: bool,
-}
-
-impl Cuttable for Sections<'_> {
-    fn size(&mut self) -> usize {
-        self.writer.len() + self.opt_len
-    }
-
-    fn drop_additional(&mut self) {
-        if let Some(glue_at) = self.glue_at.take() {
-            self.writer.truncate(glue_at);
-            self.counts[2] = 0;
-        }
-    }
-
-    fn drop_last_answer_rrset(&mut self) -> bool {
-        if self.counts[0] == 0 {
-            return false;
-        }
-        self.writer.truncate(self.answers_at);
-        self.writer.set_flag(2, TC);
-        self.counts = [0, 0, 0];
-        self.truncated = true;
-        true
-    }
-}
-
 /// What the direct path answered: the outcome, and the one Service's records the answer was
 /// computed from, when it read any (a positive answer reads nothing else).
 #[derive(Debug)]
@@ -459,22 +275,4 @@ struct Question<'q> {
     qtype: u16,
     /// The UDP size the client offered, when it sent OPT.
     edns_payload: Option<u16>,
-}
-
-fn address_record(
-    writer: &mut WireWriter,
-    owner: (&[&[u8]], &[u8]),
-    ip: &IpAddr,
-    ttl: u32,
-) -> Result<(), NameTooLong> {
-    match ip {
-        IpAddr::V4(v4) => writer.record(owner, TYPE_A, ttl, |w| {
-            w.put(&v4.octets());
-            Ok(())
-        }),
-        IpAddr::V6(v6) => writer.record(owner, TYPE_AAAA, ttl, |w| {
-            w.put(&v6.octets());
-            Ok(())
-        }),
-    }
 }

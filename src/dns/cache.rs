@@ -306,7 +306,8 @@ impl AnswerCache {
 
     /// Writes the cached response to `request` into `out`, patched, when there is one and it
     /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
-    /// Always looks up, sampling or not, and does not count towards the payoff.
+    /// Always looks up, sampling or not, and does not count towards the payoff (a test seam).
+    #[cfg(any(test, feature = "testing"))]
     pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
         Probe::of(&self.hasher, request)
             .is_some_and(|probe| self.replay_uncounted(&probe, request, out, serial))
@@ -346,7 +347,9 @@ impl AnswerCache {
         self.hits
     }
 
-    /// Keeps `response` to `request` (a plain query) with what it was computed from.
+    /// Keeps `response` to `request` (a plain query) with what it was computed from (a test
+    /// seam: the receive loop offers probed requests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn store(&mut self, request: &[u8], response: &[u8], validity: Validity) {
         if let Some(probe) = Probe::of(&self.hasher, request) {
             self.offer(&probe, response, validity);
@@ -355,6 +358,7 @@ impl AnswerCache {
 
     /// [`Self::store`], but only for a question offered before since the doorkeeper last
     /// started over: for answers cheap to compute again, whose names may never come back.
+    #[cfg(any(test, feature = "testing"))]
     pub fn store_if_seen(&mut self, request: &[u8], response: &[u8], validity: Validity) {
         if let Some(probe) = Probe::of(&self.hasher, request) {
             self.offer_if_seen(&probe, response, validity);
@@ -442,6 +446,7 @@ impl AnswerCache {
 
 impl Probe {
     /// The probe of a plain query, with no sampling and no prefetch.
+    #[cfg(any(test, feature = "testing"))]
     fn of(hasher: &KeyHasher, request: &[u8]) -> Option<Self> {
         let mut probe = Self::default();
         probe.read(hasher, request).then_some(probe)
