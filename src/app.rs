@@ -109,7 +109,7 @@ pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
             .map(|(i, zone)| {
                 parse_zone_name(zone).map_err(|reason| ConfigError::Invalid {
                     field: format!("{field}[{i}]"),
-                    reason,
+                    reason: reason.to_string(),
                 })
             })
             .collect::<Result<Vec<_>, _>>()

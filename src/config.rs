@@ -29,12 +29,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The parser's message, which names the key and line.
-        message: String,
+        /// The parser's error, which names the key and line.
+        source: ParseError,
     },
     /// A field holds a value that parses but makes no sense.
     #[error("config field {field}: {reason}")]
@@ -44,6 +44,27 @@ pub enum ConfigError {
         /// Why the value is refused.
         reason: String,
     },
+}
+
+/// Why TOML text is not a configuration: the parser's error, which names the key and line,
+/// shown on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.to_string().trim_end().replace('\n', " "))]
+pub struct ParseError(#[from] toml::de::Error);
+
+/// Why a zone name cannot be served.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneNameError {
+    /// `.` or empty.
+    #[error("the root zone cannot be served")]
+    Root,
+    /// An empty label, a label over 63 bytes, or a character other than letters, digits, `-`
+    /// and `_`.
+    #[error("not a valid domain name")]
+    Invalid,
+    /// Valid labels that still make no name (over 255 bytes).
+    #[error("{0}")]
+    TooLong(String),
 }
 
 /// The whole configuration.
@@ -315,9 +336,9 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut config = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if config.source.file.is_relative() {
@@ -332,8 +353,8 @@ impl Config {
     }
 
     /// Parses TOML text, with no path resolution.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string().trim_end().replace('\n', " "))
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        Ok(toml::from_str(text)?)
     }
 
     /// Checks values serde cannot: non-empty lists, valid zone names, sane numbers.
@@ -359,6 +380,7 @@ impl Config {
             .map(|z| ("dns.reverse_zones", z));
         for (index, (field, zone)) in all_zones.chain(reverse).enumerate() {
             if let Err(reason) = parse_zone_name(zone) {
+                let reason = reason.to_string();
                 return Err(invalid(format!("{field}[{index}] ({zone:?})"), &reason));
             }
         }
@@ -425,10 +447,10 @@ impl Config {
 }
 
 /// Parses a zone name such as `cluster.local` or `cluster.local.` into a lowercase FQDN.
-pub fn parse_zone_name(zone: &str) -> Result<Name, String> {
+pub fn parse_zone_name(zone: &str) -> Result<Name, ZoneNameError> {
     let trimmed = zone.trim_end_matches('.');
     if trimmed.is_empty() {
-        return Err("the root zone cannot be served".to_string());
+        return Err(ZoneNameError::Root);
     }
     let valid = trimmed.split('.').all(|label| {
         !label.is_empty()
@@ -438,11 +460,11 @@ pub fn parse_zone_name(zone: &str) -> Result<Name, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
     if !valid {
-        return Err("not a valid domain name".to_string());
+        return Err(ZoneNameError::Invalid);
     }
     Name::from_ascii(format!("{trimmed}."))
         .map(|name| name.to_lowercase())
-        .map_err(|error| error.to_string())
+        .map_err(|error| ZoneNameError::TooLong(error.to_string()))
 }
 
 #[cfg(test)]

@@ -42,13 +42,13 @@ fn the_idle_timeout_limit_is_the_watch_timeout() {
 #[test]
 fn unknown_key_is_named() {
     let error = Config::parse("[dns]\nzonez = [\"a\"]\n").unwrap_err();
-    assert!(error.contains("zonez"), "{error}");
+    assert!(error.to_string().contains("zonez"), "{error}");
 }
 
 #[test]
 fn wrong_type_is_named() {
     let error = Config::parse("[dns]\npositive_ttl = \"five\"\n").unwrap_err();
-    assert!(error.contains("positive_ttl"), "{error}");
+    assert!(error.to_string().contains("positive_ttl"), "{error}");
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn limits_default_to_rrl_off_and_reject_unknown_keys() {
     assert_eq!(limits.rrl_responses_per_second, 0, "RRL is off by default");
     assert_eq!(limits.tcp_max_connections, 1000);
     let error = Config::parse("[limits]\nrrl_rate = 5\n").unwrap_err();
-    assert!(error.contains("rrl_rate"), "{error}");
+    assert!(error.to_string().contains("rrl_rate"), "{error}");
 }
 
 #[test]
@@ -126,6 +126,25 @@ fn zone_names_are_lowercased_fqdns() {
         parse_zone_name("peers.example.").unwrap().to_string(),
         "peers.example."
     );
+    assert_eq!(parse_zone_name("."), Err(ZoneNameError::Root));
+    assert_eq!(parse_zone_name("a..b"), Err(ZoneNameError::Invalid));
+    assert_eq!(parse_zone_name("bad zone"), Err(ZoneNameError::Invalid));
+    let long = vec!["a".repeat(63); 4].join(".");
+    assert!(matches!(
+        parse_zone_name(&long),
+        Err(ZoneNameError::TooLong(_))
+    ));
+}
+
+#[test]
+fn parse_errors_are_one_line_naming_the_key() {
+    let error = Config::parse(
+        "[dns]
+zonez = [\"a\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("zonez") && !error.contains('\n'), "{error}");
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //! Why replaying is exact: the response depends on the question only through its lowercased
 //! name, type, class and the client's UDP size, plus the RD and CD bits it copies, and the
 //! echoed question itself. Answer owners are written lowercase and point into the question by
-//! comparing it in lowercase (message.rs's `EchoedQuestion`, wire.rs), so where the pointers go
+//! comparing it in lowercase (message.rs's `EchoedQuestion`, wire/writer.rs), so where the pointers go
 //! does not depend on the client's case; what they point at is the question, which a replay
 //! patches. The key holds all of those but the bits, which are patched too.
 //!

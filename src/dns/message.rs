@@ -9,7 +9,7 @@
 //!        -> opcode QUERY?    -- no --> NOTIMP
 //!        -> one question?    -- no --> FORMERR
 //!        -> class IN?        -- no --> REFUSED
-//!        -> answer rules (answer.rs) -> encode to fit (R12) -> bytes
+//!        -> answer rules (answer/) -> encode to fit (fit.rs, R12) -> bytes
 //! ```
 //!
 //! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
@@ -348,7 +348,7 @@ fn encode(
 /// Here each suffix of a single question's name is a candidate, stored as if the name had been
 /// written in lowercase: answers name things in lowercase, so they point at the question
 /// whatever case the client used (and read back in the client's case, as from Knot or BIND).
-/// `wire.rs` stores the same candidates in the same order for the direct path.
+/// `wire/writer.rs` stores the same candidates in the same order for the direct path.
 pub(crate) struct EchoedQuestion<'a> {
     /// The question section as received.
     pub(crate) raw: &'a [u8],

@@ -1,20 +1,20 @@
-//! The DNS side: name parsing, answer rules, wire encoding and the UDP/TCP transports.
+//! The DNS side: name parsing, the one answer decision, encoding, and the UDP/TCP transports.
 //!
 //! ```text
-//!  socket --bytes--> server.rs --bytes--> message.rs (header, EDNS, fit to size)
-//!                                            |  name + type
-//!                                            v
-//!                                         answer.rs (R1-R13) --reads--> index::Index
-//!                                            |  uses
-//!                                            v
-//!                                         name.rs (pure parser)
+//!  every question:   name.rs (parse, pick the zone) -> answer/find.rs (decide: a Finding)
+//!                      general path: answer/records.rs + answer/mod.rs (records, SOA, CNAME)
+//!                                    -> message.rs (header, EDNS) -> fit.rs (R12) -> bytes
+//!                      direct path:  direct/ -> wire/writer.rs -> fit.rs (R12) -> bytes
 //!
-//!  udp.rs: sys::batch (recvmmsg) --> direct/ (common questions, written by wire.rs)
-//!          else fast.rs (replay) else message.rs --> ratelimit.rs (when on) --> sys::batch (sendmmsg)
-//!  tcp.rs: connection limits (count, idle, lifetime, queries), never rate limited
+//!  UDP (udp/):  socket.rs (recvmmsg via sys::batch) -> stages.rs: cache.rs (replay), else
+//!               direct/, else message.rs -> socket.rs: ratelimit.rs (when on) -> sendmmsg
+//!  TCP (tcp.rs): message.rs, with connection limits (count, idle, lifetime, queries)
+//!  server.rs binds the listeners and starts both; wire/reader.rs reads names in place
 //! ```
 //!
-//! Invariant: nothing here names a Kubernetes type, and nothing here writes to the index.
+//! Invariants: nothing here names a Kubernetes type, and nothing here writes to the index;
+//! what a question finds is decided only in `answer/find.rs`, which zone a name is in only in
+//! `name.rs`, and how a response too big is cut only in `fit.rs`.
 
 pub mod answer;
 pub mod cache;

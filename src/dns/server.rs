@@ -2,7 +2,7 @@
 //!
 //! Servers take sockets bound by the caller ([`Listeners::bind`]) and a shutdown token, so tests
 //! bind 127.0.0.1 port 0. UDP runs one thread per worker, each on its own `SO_REUSEPORT` socket
-//! bound to the same address (`udp.rs`, no task per packet), with response rate limiting when
+//! bound to the same address (`udp/`, no task per packet), with response rate limiting when
 //! configured ([`super::ratelimit`]); TCP runs one task per connection within [`TcpLimits`]
 //! shared by every listener ([`super::tcp`]).
 //!

@@ -3,11 +3,11 @@
 //! vector of SRV entries found).
 //!
 //! ```text
-//!  plain query (wire.rs), class IN, A/AAAA/SRV, index synced
+//!  plain query (wire/reader.rs), class IN, A/AAAA/SRV, index synced
 //!    -> lowercase the name on the stack, split it into labels, parse it (name.rs)
 //!    -> answer::find decides, from the Service's records: addresses, SRV entries, NODATA or
 //!       NXDOMAIN (with the SOA)
-//!    -> wire.rs writes the response as hickory would      --> send
+//!    -> encoder.rs writes it with wire/writer.rs, as hickory would      --> send
 //!  anything else (reverse names, CNAMEs, the apex's own records, a ClusterIP's SRV, no room)
 //!    -> None: the general path answers
 //! ```
@@ -276,3 +276,6 @@ struct Question<'q> {
     /// The UDP size the client offered, when it sent OPT.
     edns_payload: Option<u16>,
 }
+
+#[cfg(test)]
+mod tests;
