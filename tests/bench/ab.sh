@@ -26,6 +26,7 @@ command -v dnsperf >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; }
 
 mkdir -p "$work"
+title="A/B: base $(git -C "$root" rev-parse --short "$base") vs working tree $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo +changes); $(date -u +%F\ %H:%M) UTC"
 base_tree="$work/ab-base"
 git -C "$root" worktree remove --force "$base_tree" 2>/dev/null || rm -rf "$base_tree"
 git -C "$root" worktree add --detach --force "$base_tree" "$base" >/dev/null
@@ -63,7 +64,7 @@ measure() {  # name queries -> "completed cpu_seconds"
     echo "${completed:-0} $(awk -v t=$(( t1 - t0 )) -v hz="$HZ" 'BEGIN{printf "%.3f", t/hz}')"
 }
 
-echo "A/B: base $(git -C "$root" rev-parse --short "$base") vs working tree $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet || echo +changes); $(date -u +%F\ %H:%M) UTC"
+echo "$title"
 for size in $sizes; do
     zdir="$work/zones/$size"
     if [ ! -f "$zdir/cluster.yaml" ]; then
