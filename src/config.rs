@@ -47,10 +47,16 @@ pub enum ConfigError {
 }
 
 /// Why TOML text is not a configuration: the parser's error, which names the key and line,
-/// shown on one line.
+/// shown on one line (and not offered as a source, whose text has several).
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.to_string().trim_end().replace('\n', " "))]
-pub struct ParseError(#[from] toml::de::Error);
+pub struct ParseError(toml::de::Error);
+
+impl From<toml::de::Error> for ParseError {
+    fn from(error: toml::de::Error) -> Self {
+        Self(error)
+    }
+}
 
 /// Why a zone name cannot be served.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -280,7 +280,7 @@ fn replay_query_file(responder: &Responder, path: &str) {
     assert!(!requests.is_empty(), "no queries in {path}");
     let datagrams: Vec<(&[u8], SocketAddr)> =
         requests.iter().map(|r| (r.as_slice(), SOURCE)).collect();
-    let mut fast = FastPath::new(responder.authority());
+    let mut fast = FastPath::new(responder);
     let mut replies = Replies::default();
     let mut answered = 0usize;
     for chunk in datagrams.chunks(BATCH) {

@@ -409,7 +409,7 @@ fn replays_are_never_stale_while_the_index_changes() {
     let mut rng = Rng(3);
     // The UDP worker's own pipeline (answer cache, direct path, general path), in batches of
     // one to eight datagrams: a batch's lookups all happen before its answers are written.
-    let mut fast = FastPath::new(responder.authority());
+    let mut fast = FastPath::new(&responder);
     let mut replies = Replies::default();
     let (mut checked, mut replays_checked) = (0, 0);
     for round in 0..5_000u32 {
@@ -510,7 +510,7 @@ fn a_batch_answers_each_datagram_as_it_would_be_answered_alone() {
             std::iter::once(request.clone()).chain(repeat)
         })
         .collect();
-    let mut fast = FastPath::new(responder.authority());
+    let mut fast = FastPath::new(&responder);
     let mut replies = Replies::default();
     let (mut compared, mut dropped) = (0, 0);
     for pass in 0..2 {

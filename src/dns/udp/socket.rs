@@ -83,7 +83,7 @@ pub fn serve_udp(
     prepare_socket(&socket, responder.max_udp_payload(), coalesce);
     let mut batch = Batch::default();
     let mut sender = Sender::default();
-    let mut fast = FastPath::new(responder.authority());
+    let mut fast = FastPath::new(&responder);
     let mut replies = Replies::default();
     let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
     // Datagrams the previous receive brought (0 after an empty one: a timeout).

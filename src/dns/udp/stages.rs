@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 
 use hickory_proto::op::ResponseCode;
 
-use crate::dns::answer::Authority;
 use crate::dns::cache::{AnswerCache, DEFAULT_CAPACITY, Probe, Validity, outcome_of};
 use crate::dns::direct::{Direct, Prepared, Written};
 use crate::dns::message::{Responder, Transport};
@@ -20,12 +19,15 @@ use crate::index::Index;
 use crate::metrics::QueryOutcome;
 use crate::sys::batch::BATCH;
 
-/// One receive loop's fast paths: the answer cache and the direct answerer, and the scratch
-/// a batch's questions are read into.
+/// One receive loop's fast paths: the answer cache and the direct answerer, the index they
+/// read, and the scratch a batch's questions are read into.
 #[derive(Debug)]
 pub struct FastPath {
     direct: Direct,
     cache: AnswerCache,
+    index: Index,
+    /// The largest UDP response (the EDNS size offered).
+    max_udp_payload: u16,
     /// One buffer per datagram of a batch for its lowercased name (kept: no allocation).
     lowered: Vec<Vec<u8>>,
     /// One answer-cache probe per datagram of a batch (kept: read in place).
@@ -33,11 +35,13 @@ pub struct FastPath {
 }
 
 impl FastPath {
-    /// Fast paths for the zones and TTLs of `authority`.
-    pub fn new(authority: &Authority) -> Self {
+    /// Fast paths answering what `responder` answers (its zones, TTLs, index, UDP size).
+    pub fn new(responder: &Responder) -> Self {
         Self {
-            direct: Direct::new(authority),
+            direct: Direct::new(responder.authority()),
             cache: AnswerCache::new(DEFAULT_CAPACITY),
+            index: responder.index().clone(),
+            max_udp_payload: responder.max_udp_payload(),
             lowered: (0..BATCH).map(|_| Vec::with_capacity(256)).collect(),
             probes: (0..BATCH).map(|_| Probe::default()).collect(),
         }
@@ -173,13 +177,15 @@ fn answer_chunk(
     first: usize,
     replies: &mut Replies,
 ) {
-    let index = responder.index();
     let FastPath {
         direct,
         cache,
+        index,
+        max_udp_payload,
         lowered,
         probes,
     } = fast;
+    let (index, max_udp_payload) = (&*index, *max_udp_payload);
     // Unsynced, every datagram goes to the general path, which applies R11 (a negative
     // answer is SERVFAIL until the first complete state): nothing is probed or read.
     let synced = index.is_synced();
@@ -213,7 +219,7 @@ fn answer_chunk(
         let reply = &mut replies.slots[first + i].0;
         let written = prepared[i]
             .take()
-            .and_then(|prepared| direct.write(index, responder.max_udp_payload(), prepared, reply));
+            .and_then(|prepared| direct.write(index, max_udp_payload, prepared, reply));
         let answered = match written {
             Some(written) => {
                 if let Some(probe) = probe {

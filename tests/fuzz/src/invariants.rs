@@ -100,7 +100,7 @@ pub fn check_query(server: &Server, request: &[u8]) {
     if let Some(response) = responder.respond(request, CLIENT, Transport::Tcp) {
         check_response(request, &response, Transport::Tcp);
     }
-    let mut cache = FastPath::new(responder.authority());
+    let mut cache = FastPath::new(responder);
     let miss = udp::answer(responder, &mut cache, request, CLIENT);
     assert_eq!(
         miss, general,
