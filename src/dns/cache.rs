@@ -543,32 +543,10 @@ fn patch(response: &mut [u8], request: &[u8], question_len: usize) {
 mod tests {
     use super::*;
     use crate::config::SrvTargetStyle;
+    use crate::dns::wire::reader::tests::query;
     use crate::index::{Index, IndexWriter};
     use crate::model::{AddressFamily, Endpoint, EndpointSlice, Service, ServiceKey, ServiceKind};
     use std::sync::Arc;
-
-    fn query(name: &[u8], opt: Option<&[u8]>) -> Vec<u8> {
-        let mut message = vec![
-            0xab,
-            0xcd,
-            0x01,
-            0x00,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            u8::from(opt.is_some()),
-        ];
-        message.extend_from_slice(name);
-        message.extend_from_slice(&[0, 1, 0, 1]);
-        if let Some(opt) = opt {
-            message.extend_from_slice(opt);
-        }
-        message
-    }
 
     const NAME: &[u8] = b"\x05KuBiA\x07default\x03svc\x00";
 

@@ -103,10 +103,11 @@ fn empty_opt(record: &[u8]) -> Option<u16> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn query(name: &[u8], opt: Option<&[u8]>) -> Vec<u8> {
+    /// A query for `name` (wire form), type A, with `opt` as its OPT record when given.
+    pub(crate) fn query(name: &[u8], opt: Option<&[u8]>) -> Vec<u8> {
         let mut message = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0];
         message.push(u8::from(opt.is_some()));
         message.extend_from_slice(name);

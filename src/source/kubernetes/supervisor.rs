@@ -202,6 +202,26 @@ mod tests {
         (times, health)
     }
 
+    type Feed = futures::channel::mpsc::UnboundedSender<Result<Change, watcher::Error>>;
+    type Changes = std::pin::Pin<Box<dyn Stream<Item = (usize, Change)> + Send>>;
+
+    /// A supervisor (cap 3 s) fed item by item through the returned sender.
+    fn fed() -> (Feed, Changes, Arc<StreamHealth>) {
+        let health = Arc::new(StreamHealth::new(StreamScope {
+            kind: WatchedKind::Services,
+            namespace: None,
+        }));
+        let policy = RetryPolicy::capped_at(Duration::from_secs(3));
+        let (items, feed) = futures::channel::mpsc::unbounded();
+        let supervisor = Supervisor::new(
+            feed.boxed(),
+            health.clone(),
+            Backoff::new(policy, 1),
+            "http://127.0.0.1:1".into(),
+        );
+        (items, Box::pin(supervisor.into_changes(0)), health)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn failures_back_off_doubling_and_init_does_not_reset_it() {
         let mut items = Vec::new();
@@ -236,21 +256,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bytes_heard_since_the_last_failure_reset_the_backoff() {
-        let health = Arc::new(StreamHealth::new(StreamScope {
-            kind: WatchedKind::Services,
-            namespace: None,
-        }));
-        let policy = RetryPolicy::capped_at(Duration::from_secs(3));
-        let (items, feed) = futures::channel::mpsc::unbounded();
-        let mut changes = Box::pin(
-            Supervisor::new(
-                feed.boxed(),
-                health.clone(),
-                Backoff::new(policy, 1),
-                "http://127.0.0.1:1".into(),
-            )
-            .into_changes(0),
-        );
+        let (items, mut changes, health) = fed();
         for _ in 0..5 {
             items.unbounded_send(Err(failure())).unwrap();
         }
@@ -271,21 +277,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silenced_request_counts_as_a_stall_and_retry_after_is_waited() {
-        let health = Arc::new(StreamHealth::new(StreamScope {
-            kind: WatchedKind::Services,
-            namespace: None,
-        }));
-        let policy = RetryPolicy::capped_at(Duration::from_secs(3));
-        let (items, feed) = futures::channel::mpsc::unbounded();
-        let mut changes = Box::pin(
-            Supervisor::new(
-                feed.boxed(),
-                health.clone(),
-                Backoff::new(policy, 1),
-                "http://127.0.0.1:1".into(),
-            )
-            .into_changes(0),
-        );
+        let (items, mut changes, health) = fed();
         health.silenced();
         items.unbounded_send(Err(failure())).unwrap();
         items.unbounded_send(init()).unwrap();
