@@ -6,13 +6,18 @@
 //! behind a pointer it was one more memory access per record, which on a large index is a
 //! cache miss each.
 //!
+//! Also the dashed form of an address, the label every endpoint answers to (R2), and its
+//! inverse ([`dashed_ip`], [`undashed_ip`]).
+//!
 //! Invariants:
 //! - the bytes are exactly those of the `&str` the label was made from (valid UTF-8);
+//! - `undashed_ip(&dashed_ip(ip)) == Some(ip)` for every address;
 //! - equality, order and hash are those of its bytes, whichever form holds them (byte order
 //!   is the strings' order): see [`super::inline`], which it is made of;
 //! - a `Label` is 32 bytes.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::inline::InlineBytes;
@@ -86,6 +91,49 @@ impl From<String> for Label {
     }
 }
 
+/// The dashed form of an address used as a DNS label (R2): `10-244-1-5`, `fd00-10--5`, with a
+/// `0` appended to an IPv6 form that would end in `-`, and one prepended when it would start
+/// with `-`.
+pub fn dashed_ip(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => {
+            let mut label = v6.to_string().replace(':', "-");
+            if label.ends_with('-') {
+                label.push('0');
+            }
+            if label.starts_with('-') {
+                label.insert(0, '0');
+            }
+            label
+        }
+    }
+}
+
+/// The address a dashed label names (`10-244-1-5`, `fd00-10--5`), if it is one; the inverse of
+/// [`dashed_ip`], parsed on the stack.
+pub fn undashed_ip(label: &str) -> Option<IpAddr> {
+    let bytes = label.as_bytes();
+    // Only hex digits and dashes can spell an address: most labels (pod names) stop here.
+    if bytes.len() > 45
+        || !bytes.contains(&b'-')
+        || !bytes.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-')
+    {
+        return None;
+    }
+    let parse_with = |separator: u8| {
+        let mut buffer = [0u8; 45];
+        for (out, &byte) in buffer.iter_mut().zip(bytes) {
+            *out = if byte == b'-' { separator } else { byte };
+        }
+        std::str::from_utf8(&buffer[..bytes.len()])
+            .ok()?
+            .parse::<IpAddr>()
+            .ok()
+    };
+    parse_with(b'.').or_else(|| parse_with(b':'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +175,36 @@ mod tests {
             assert_eq!(Label::new(a).as_bytes(), a.as_bytes());
         }
         assert!(Label::new("").is_empty());
+    }
+
+    #[test]
+    fn dashed_ip_forms() {
+        let cases = [
+            ("10.244.1.5", "10-244-1-5"),
+            ("fd00:10::5", "fd00-10--5"),
+            ("fd00:10::", "fd00-10--0"),
+            ("::1", "0--1"),
+            ("2001:db8:0:0:1:0:0:1", "2001-db8--1-0-0-1"),
+        ];
+        for (ip, label) in cases {
+            assert_eq!(dashed_ip(&ip.parse().unwrap()), label, "{ip}");
+        }
+    }
+
+    #[test]
+    fn dashed_labels_parse_back() {
+        for ip in [
+            "10.244.1.5",
+            "fd00:10::5",
+            "fd00:10::",
+            "::1",
+            "2001:db8::1:0:0:1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(undashed_ip(&dashed_ip(&ip)), Some(ip), "{ip}");
+        }
+        for label in ["kubia-0", "10-244-1", "10-244-1-256", "web", "a-b-c-d"] {
+            assert_eq!(undashed_ip(label), None, "{label}");
+        }
     }
 }

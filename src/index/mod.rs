@@ -38,11 +38,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use key::{MAX_KEY_LEN, MapKey, key_bytes};
-pub use label::Label;
+pub use label::{Label, dashed_ip, undashed_ip};
 pub use not_ready::NotReadyEndpoint;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
-pub use records::{ReadyEndpoint, Retirement, ServiceRecords, dashed_ip, srv_weight, undashed_ip};
+pub use records::{ReadyEndpoint, Retirement, ServiceRecords};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;

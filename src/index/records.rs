@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::label::Label;
+use super::label::{Label, dashed_ip, undashed_ip};
 use super::stored::{StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
 use crate::model::{Port, ServiceKind};
@@ -448,57 +448,6 @@ fn srv_label(
     }
 }
 
-/// The dashed form of an address used as a DNS label (R2): `10-244-1-5`, `fd00-10--5`, with a
-/// `0` appended to an IPv6 form that would end in `-`, and one prepended when it would start
-/// with `-`.
-pub fn dashed_ip(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
-        IpAddr::V6(v6) => {
-            let mut label = v6.to_string().replace(':', "-");
-            if label.ends_with('-') {
-                label.push('0');
-            }
-            if label.starts_with('-') {
-                label.insert(0, '0');
-            }
-            label
-        }
-    }
-}
-
-/// The address a dashed label names (`10-244-1-5`, `fd00-10--5`), if it is one; the inverse of
-/// [`dashed_ip`], parsed on the stack.
-pub fn undashed_ip(label: &str) -> Option<IpAddr> {
-    let bytes = label.as_bytes();
-    // Only hex digits and dashes can spell an address: most labels (pod names) stop here.
-    if bytes.len() > 45
-        || !bytes.contains(&b'-')
-        || !bytes.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-')
-    {
-        return None;
-    }
-    let parse_with = |separator: u8| {
-        let mut buffer = [0u8; 45];
-        for (out, &byte) in buffer.iter_mut().zip(bytes) {
-            *out = if byte == b'-' { separator } else { byte };
-        }
-        std::str::from_utf8(&buffer[..bytes.len()])
-            .ok()?
-            .parse::<IpAddr>()
-            .ok()
-    };
-    parse_with(b'.').or_else(|| parse_with(b':'))
-}
-
-/// SRV weight for an answer of `count` records (R3): max(1, floor(100 / count)).
-pub fn srv_weight(count: usize) -> u16 {
-    if count == 0 {
-        return 100;
-    }
-    (100 / count).max(1) as u16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,44 +482,6 @@ mod tests {
             kind: ServiceKind::Headless,
             ports: vec![],
         })
-    }
-
-    #[test]
-    fn dashed_ip_forms() {
-        let cases = [
-            ("10.244.1.5", "10-244-1-5"),
-            ("fd00:10::5", "fd00-10--5"),
-            ("fd00:10::", "fd00-10--0"),
-            ("::1", "0--1"),
-            ("2001:db8:0:0:1:0:0:1", "2001-db8--1-0-0-1"),
-        ];
-        for (ip, label) in cases {
-            assert_eq!(dashed_ip(&ip.parse().unwrap()), label, "{ip}");
-        }
-    }
-
-    #[test]
-    fn dashed_labels_parse_back() {
-        for ip in [
-            "10.244.1.5",
-            "fd00:10::5",
-            "fd00:10::",
-            "::1",
-            "2001:db8::1:0:0:1",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(undashed_ip(&dashed_ip(&ip)), Some(ip), "{ip}");
-        }
-        for label in ["kubia-0", "10-244-1", "10-244-1-256", "web", "a-b-c-d"] {
-            assert_eq!(undashed_ip(label), None, "{label}");
-        }
-    }
-
-    #[test]
-    fn srv_weights() {
-        for (count, weight) in [(1, 100), (3, 33), (7, 14), (100, 1), (250, 1)] {
-            assert_eq!(srv_weight(count), weight, "{count}");
-        }
     }
 
     #[test]

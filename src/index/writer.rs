@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
 use super::label::Label;
+use super::label::dashed_ip;
 use super::not_ready::{NotReadyEndpoint, not_ready_of};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
-use super::records::{ServiceRecords, dashed_ip};
+use super::records::ServiceRecords;
 use super::stored::{Slices, StoredService, StoredSlice};
 use super::{MapKey, Shared};
 use crate::config::SrvTargetStyle;

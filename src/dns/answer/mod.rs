@@ -35,7 +35,7 @@ use super::name::{Parsed, parse};
 use crate::index::Index;
 pub(crate) use find::{Finding, find, service_of};
 use records::Lookup;
-pub(crate) use srv::{SrvEntry, srv_entries};
+pub(crate) use srv::{SrvEntry, srv_entries, srv_weight};
 
 /// The SOA's refresh, retry and expire, in seconds (R8); the direct path writes the same.
 pub(crate) const SOA_TIMERS: [i32; 3] = [7200, 1800, 86400];

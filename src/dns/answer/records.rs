@@ -15,9 +15,9 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME, HINFO, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::find::Finding;
-use super::srv::{PortFilter, SrvEntry, srv_entries};
+use super::srv::{PortFilter, SrvEntry, srv_entries, srv_weight};
 use super::{Authority, HOSTMASTER_LABEL, NAMESERVER_LABELS, SCHEMA_VERSION, SOA_TIMERS};
-use crate::index::{Index, PtrTarget, ServiceRecords, srv_weight};
+use crate::index::{Index, PtrTarget, ServiceRecords};
 use crate::model::ServiceKind;
 
 /// What a name holds for the asked type, as records, before the negative-answer rules apply.

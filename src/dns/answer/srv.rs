@@ -151,6 +151,14 @@ pub(super) fn has_protocol(records: &ServiceRecords, protocol: &str) -> bool {
     }
 }
 
+/// SRV weight for an answer of `count` records (R3): max(1, floor(100 / count)).
+pub fn srv_weight(count: usize) -> u16 {
+    if count == 0 {
+        return 100;
+    }
+    (100 / count).max(1) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -309,5 +317,12 @@ mod tests {
             reference(&portless, PortFilter::All)
         );
         assert_eq!(listed(&portless, PortFilter::All)[0].1, 0);
+    }
+
+    #[test]
+    fn srv_weights() {
+        for (count, weight) in [(1, 100), (3, 33), (7, 14), (100, 1), (250, 1)] {
+            assert_eq!(srv_weight(count), weight, "{count}");
+        }
     }
 }

@@ -14,11 +14,12 @@ use hickory_proto::rr::RecordType;
 
 use super::zones::ZoneNames;
 use super::{OPT_LEN, Question, TC, TYPE_A, TYPE_AAAA, TYPE_SOA, TYPE_SRV};
+use crate::dns::answer::srv_weight;
 use crate::dns::answer::{Authority, Finding, SOA_TIMERS, SrvEntry, srv_entries};
 use crate::dns::fit::{Cuttable, cut_to_fit};
 use crate::dns::message::udp_limit;
 use crate::dns::wire::{NameTooLong, WireWriter};
-use crate::index::{Index, ServiceRecords, srv_weight};
+use crate::index::{Index, ServiceRecords};
 use crate::metrics::QueryOutcome;
 
 /// A name as the writer takes it: plain labels, then a suffix already in wire form.
