@@ -42,7 +42,7 @@ pub use label::{Label, dashed_ip, undashed_ip};
 pub use not_ready::NotReadyEndpoint;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
-pub use records::{ReadyEndpoint, Retirement, ServiceRecords};
+pub use records::{ReadyEndpoint, Retirement, ServiceRecords, srv_label_order};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;

@@ -10,7 +10,9 @@
 //! - `hostnames` holds the index of every endpoint with a hostname, once, sorted by (hostname,
 //!   index); `pod_names` holds (pod name, index) for each endpoint whose pod name differs from
 //!   its hostname, sorted; together they name each endpoint by each of its labels;
-//! - `srv_order` holds the index of every endpoint, once, sorted by (SRV label, index), and
+//! - `srv_order` holds the index of every endpoint, once, sorted by ([`srv_label_order`] of
+//!   its SRV label, index): StatefulSet peers by ordinal (`web-2` before `web-10`), then the
+//!   rest by label (R15); and
 //!   `srv_targets_alone` is true only when each SRV label names its own endpoint and no other
 //!   (so an SRV answer needs no label lookup: see [`ServiceRecords::srv_targets_alone`]);
 //! - the value is immutable once built: the writer publishes it whole behind an `Arc`; the one
@@ -181,17 +183,17 @@ impl ServiceRecords {
             (hostname_of(&endpoints, *a), a).cmp(&(hostname_of(&endpoints, *b), b))
         });
         pod_names.sort_unstable();
-        let srv_order = if hostnames.len() == endpoints.len() {
-            // Every SRV label is a hostname: `hostnames` is already in (label, index) order.
+        // Targets in answer order (R15): sorted by `srv_order_of` once here, not per query.
+        // Hostnames are nearly sorted already when they are (StatefulSet pods under 10).
+        let mut srv_order = if hostnames.len() == endpoints.len() {
             hostnames.clone()
         } else {
-            let mut order: Vec<u32> = (0..endpoints.len() as u32).collect();
-            order.sort_by(|a, b| {
-                let label = |p: &u32| &endpoints[*p as usize].srv_label;
-                label(a).cmp(label(b))
-            });
-            order
+            (0..endpoints.len() as u32).collect()
         };
+        srv_order.sort_by(|a, b| {
+            let label = |p: &u32| endpoints[*p as usize].srv_label.as_str();
+            srv_label_order(label(a), label(b)).then(a.cmp(b))
+        });
         let mut records = Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
@@ -395,6 +397,36 @@ impl<'a> Positions<'a> {
 }
 
 /// The hostname of `endpoints[position]` (empty when it has none).
+/// The order SRV answers list their targets in (R15), by SRV label: StatefulSet peers first
+/// (a label `<name>-<ordinal>`: `web-2` before `web-10`, by name then ordinal), then every
+/// other target (pod names, dashed addresses) by label. A total order, a function of the
+/// labels alone, equal only for equal labels.
+pub fn srv_label_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (ordinal_of(a), ordinal_of(b)) {
+        (Some((name_a, n_a)), Some((name_b, n_b))) => {
+            name_a.cmp(name_b).then(n_a.cmp(&n_b)).then(a.cmp(b))
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// `(name, ordinal)` of a label that names a StatefulSet pod (`web-10`: `("web", 10)`): a
+/// name, a dash, and a decimal ordinal without leading zeros; never a dashed address.
+fn ordinal_of(label: &str) -> Option<(&str, u64)> {
+    let (name, ordinal) = label.rsplit_once('-')?;
+    let plain = !ordinal.is_empty()
+        && ordinal.len() <= 18
+        && ordinal.bytes().all(|b| b.is_ascii_digit())
+        && (ordinal == "0" || !ordinal.starts_with('0'));
+    if !plain || name.is_empty() || undashed_ip(label).is_some() {
+        return None;
+    }
+    Some((name, ordinal.parse().ok()?))
+}
+
 fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &[u8] {
     endpoints
         .get(position as usize)
@@ -482,6 +514,46 @@ mod tests {
             kind: ServiceKind::Headless,
             ports: vec![],
         })
+    }
+
+    #[test]
+    fn srv_targets_are_ordered_by_ordinal_then_label() {
+        let mut labels = vec![
+            "web-10",
+            "10-1-0-2",
+            "web-2",
+            "db-1",
+            "web-0",
+            "helper-abc",
+            "web-02",
+            "web-9",
+            "fd00-10--5",
+            "db-0",
+            "web-1",
+        ];
+        labels.sort_by(|a, b| srv_label_order(a, b));
+        assert_eq!(
+            labels,
+            [
+                "db-0",
+                "db-1",
+                "web-0",
+                "web-1",
+                "web-2",
+                "web-9",
+                "web-10",
+                "10-1-0-2",
+                "fd00-10--5",
+                "helper-abc",
+                "web-02"
+            ]
+        );
+        for a in &labels {
+            for b in &labels {
+                assert_eq!(srv_label_order(a, b) == std::cmp::Ordering::Equal, a == b);
+                assert_eq!(srv_label_order(a, b), srv_label_order(b, a).reverse());
+            }
+        }
     }
 
     #[test]
@@ -657,7 +729,10 @@ mod tests {
                 .iter()
                 .map(|p| records.endpoints[*p as usize].srv_label().to_string())
                 .collect();
-            assert!(order.is_sorted(), "{order:?}");
+            assert!(
+                order.is_sorted_by(|a, b| srv_label_order(a, b).is_le()),
+                "{order:?}"
+            );
             assert_eq!(order.len(), kept.len());
         }
         assert!(

@@ -13,9 +13,11 @@
 //! authority <record>     # SOA serials are written as SERIAL
 //! additional <record>
 //! count answer 100       # instead of listing records
+//! ordered                # records compare in the order listed (else as sets)
 //! ```
 //!
-//! A section with no lines must be empty. Records compare as sets (order is free).
+//! A section with no lines must be empty. Records compare as sets (order is free) unless the
+//! case says `ordered`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,6 +36,7 @@ struct Case {
     flags: Option<Vec<String>>,
     sections: BTreeMap<&'static str, Vec<String>>,
     counts: BTreeMap<&'static str, usize>,
+    ordered: bool,
 }
 
 const SECTIONS: [&str; 3] = ["answer", "authority", "additional"];
@@ -92,6 +95,7 @@ fn parse(path: &Path) -> (String, Vec<Case>) {
                 parse_query(rest, &mut current, &where_);
             }
             "rcode" => current.rcode = Some(rest.trim().to_string()),
+            "ordered" => current.ordered = true,
             "flags" => current.flags = Some(rest.split_whitespace().map(str::to_string).collect()),
             "count" => {
                 let (section, count) = rest.split_once(' ').expect("count SECTION N");
@@ -188,8 +192,10 @@ fn check(case: &Case, reply: &Message, over: Over, file: &Path) -> Vec<String> {
             continue;
         }
         let mut want = case.sections.get(section).cloned().unwrap_or_default();
-        got.sort();
-        want.sort();
+        if !case.ordered {
+            got.sort();
+            want.sort();
+        }
         if got != want {
             failures.push(format!(
                 "{label}: {section} differs\n  got:\n    {}\n  expected:\n    {}",
@@ -237,6 +243,11 @@ async fn golden_rules() {
     run_golden_file(&root().join("tests/golden/rules.golden")).await;
 }
 
+#[tokio::test]
+async fn golden_bootstrap_names() {
+    run_golden_file(&root().join("tests/golden/bootstrap.golden")).await;
+}
+
 #[test]
 fn every_golden_file_is_run() {
     let mut files: Vec<String> = std::fs::read_dir(root().join("tests/golden"))
@@ -246,7 +257,7 @@ fn every_golden_file_is_run() {
     files.sort();
     assert_eq!(
         files,
-        ["demo.golden", "rules.golden"],
+        ["bootstrap.golden", "demo.golden", "rules.golden"],
         "add a #[tokio::test] for each golden file"
     );
 }

@@ -1,10 +1,11 @@
 //! SRV answers (R3, R4): which (target, port) pairs a Service lists, their weight, and the
 //! targets' addresses for the additional section.
 //!
-//! Invariants: records are sorted by (target label, port) and deduplicated, so a dual-stack
-//! peer known by its hostname is one target; each target's addresses are glued once.
+//! Invariants: records are sorted by (target label in [`srv_label_order`], port) and
+//! deduplicated, so StatefulSet peers come by ordinal (R15) and a dual-stack peer known by its
+//! hostname is one target; each target's addresses are glued once.
 
-use crate::index::{Label, ReadyEndpoint, ServiceRecords};
+use crate::index::{Label, ReadyEndpoint, ServiceRecords, srv_label_order};
 use crate::model::{Port, Protocol, ServiceKind};
 
 /// One SRV record an answer lists.
@@ -87,7 +88,13 @@ pub(crate) fn srv_entries<'r>(
             for endpoint in &records.endpoints {
                 headless_entries(&mut entries, endpoint, None);
             }
-            entries.sort_unstable_by(|a, b| (a.label, a.port).cmp(&(b.label, b.port)));
+            entries.sort_unstable_by(|a, b| {
+                let (label_a, label_b) = (
+                    a.label.map_or("", Label::as_str),
+                    b.label.map_or("", Label::as_str),
+                );
+                srv_label_order(label_a, label_b).then(a.port.cmp(&b.port))
+            });
             entries.dedup();
         }
         ServiceKind::ClusterIp(_) => {
