@@ -190,10 +190,7 @@ impl ServiceRecords {
         } else {
             (0..endpoints.len() as u32).collect()
         };
-        srv_order.sort_by(|a, b| {
-            let label = |p: &u32| endpoints[*p as usize].srv_label.as_str();
-            srv_label_order(label(a), label(b)).then(a.cmp(b))
-        });
+        sort_srv_order(&mut srv_order, &endpoints);
         let mut records = Self {
             kind: service.kind.clone(),
             service_ports: service.ports.clone(),
@@ -402,29 +399,119 @@ impl<'a> Positions<'a> {
 /// other target (pod names, dashed addresses) by label. A total order, a function of the
 /// labels alone, equal only for equal labels.
 pub fn srv_label_order(a: &str, b: &str) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (ordinal_of(a), ordinal_of(b)) {
-        (Some((name_a, n_a)), Some((name_b, n_b))) => {
-            name_a.cmp(name_b).then(n_a.cmp(&n_b)).then(a.cmp(b))
+    SrvOrderKey::of(a.as_bytes()).cmp(&SrvOrderKey::of(b.as_bytes()))
+}
+
+/// Sorts endpoint positions by [`srv_label_order`] of their SRV labels, then position. The
+/// common case, one StatefulSet's peers and nothing else, sorts by ordinal alone (a rebuild
+/// of a 1000-pod Service sorts its labels on every change).
+fn sort_srv_order(order: &mut [u32], endpoints: &[ReadyEndpoint]) {
+    let label = |p: u32| endpoints[p as usize].srv_label.as_bytes();
+    let first = order.first().and_then(|&p| ordinal_of(label(p)));
+    if let Some((name, _)) = first {
+        let ordinals: Option<Vec<(u64, u32)>> = order
+            .iter()
+            .map(|&p| match ordinal_of(label(p)) {
+                Some((other, ordinal)) if other == name => Some((ordinal, p)),
+                _ => None,
+            })
+            .collect();
+        if let Some(mut ordinals) = ordinals {
+            if !place_dense(order, &ordinals) {
+                ordinals.sort_unstable();
+                for (slot, (_, position)) in order.iter_mut().zip(ordinals) {
+                    *slot = position;
+                }
+            }
+            return;
         }
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.cmp(b),
+    }
+    let mut keyed: Vec<(SrvOrderKey<'_>, u32)> = order
+        .iter()
+        .map(|&p| (SrvOrderKey::of(label(p)), p))
+        .collect();
+    keyed.sort_unstable();
+    for (slot, (_, position)) in order.iter_mut().zip(keyed) {
+        *slot = position;
+    }
+}
+
+/// Puts each position at its ordinal when the ordinals are exactly `0..n` (a StatefulSet at
+/// rest); false (and `order` untouched) otherwise.
+fn place_dense(order: &mut [u32], ordinals: &[(u64, u32)]) -> bool {
+    let mut placed = vec![u32::MAX; order.len()];
+    for &(ordinal, position) in ordinals {
+        match usize::try_from(ordinal)
+            .ok()
+            .and_then(|o| placed.get_mut(o))
+        {
+            Some(slot) if *slot == u32::MAX => *slot = position,
+            _ => return false,
+        }
+    }
+    order.copy_from_slice(&placed);
+    true
+}
+
+/// A label's place in [`srv_label_order`], computed once to sort many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct SrvOrderKey<'l> {
+    /// Peers (0) before the rest (1).
+    class: u8,
+    /// The StatefulSet's name (empty for the rest).
+    name: &'l [u8],
+    /// The ordinal (0 for the rest).
+    ordinal: u64,
+    /// The whole label: the order among the rest, and a tie-breaker.
+    label: &'l [u8],
+}
+
+impl<'l> SrvOrderKey<'l> {
+    fn of(label: &'l [u8]) -> Self {
+        match ordinal_of(label) {
+            Some((name, ordinal)) => Self {
+                class: 0,
+                name,
+                ordinal,
+                label,
+            },
+            None => Self {
+                class: 1,
+                name: b"",
+                ordinal: 0,
+                label,
+            },
+        }
     }
 }
 
 /// `(name, ordinal)` of a label that names a StatefulSet pod (`web-10`: `("web", 10)`): a
 /// name, a dash, and a decimal ordinal without leading zeros; never a dashed address.
-fn ordinal_of(label: &str) -> Option<(&str, u64)> {
-    let (name, ordinal) = label.rsplit_once('-')?;
-    let plain = !ordinal.is_empty()
-        && ordinal.len() <= 18
-        && ordinal.bytes().all(|b| b.is_ascii_digit())
-        && (ordinal == "0" || !ordinal.starts_with('0'));
-    if !plain || name.is_empty() || undashed_ip(label).is_some() {
+fn ordinal_of(label: &[u8]) -> Option<(&[u8], u64)> {
+    let dash = label.iter().rposition(|&b| b == b'-')?;
+    let (name, digits) = (&label[..dash], &label[dash + 1..]);
+    let leading_zero = digits.len() > 1 && digits[0] == b'0';
+    if name.is_empty() || digits.is_empty() || digits.len() > 18 || leading_zero {
         return None;
     }
-    Some((name, ordinal.parse().ok()?))
+    let mut ordinal = 0u64;
+    for &digit in digits {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        ordinal = ordinal * 10 + u64::from(digit - b'0');
+    }
+    // Only a name of hex digits and dashes can be part of a dashed address (10-1-0-2).
+    let hex = name.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-');
+    if hex
+        && std::str::from_utf8(label)
+            .ok()
+            .and_then(undashed_ip)
+            .is_some()
+    {
+        return None;
+    }
+    Some((name, ordinal))
 }
 
 fn hostname_of(endpoints: &[ReadyEndpoint], position: u32) -> &[u8] {
