@@ -138,7 +138,8 @@ pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate()?;
     let authority = authority(config)?;
-    let (index, writer) = Index::new(initial_serial(), config.dns.srv_target);
+    let (index, mut writer) = Index::new(initial_serial(), config.dns.srv_target);
+    writer.set_not_ready_names(config.dns.not_ready_names);
     let shutdown = CancellationToken::new();
     let listeners = Listeners::bind(&config.dns.listen).await?;
     let addresses = listeners.local_addresses();

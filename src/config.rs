@@ -141,6 +141,9 @@ pub struct DnsConfig {
     pub nameserver_addresses: Vec<IpAddr>,
     /// How SRV targets are named when an endpoint has no hostname.
     pub srv_target: SrvTargetStyle,
+    /// Whether every Service's not-ready endpoints (not terminating) answer their own names,
+    /// as the `peerdns.io/not-ready-names` annotation asks for one Service (R15).
+    pub not_ready_names: bool,
     /// Runtime worker threads; 0 means one per CPU core.
     pub workers: usize,
     /// Seconds a TCP connection may stay idle between queries before it is closed.
@@ -161,6 +164,7 @@ impl Default for DnsConfig {
             max_udp_payload: 1232,
             nameserver_addresses: Vec::new(),
             srv_target: SrvTargetStyle::Hostname,
+            not_ready_names: false,
             workers: 0,
             tcp_idle_timeout_secs: 10,
             udp_coalesce_us: 150,

@@ -106,6 +106,21 @@ pub struct Service {
     pub kind: ServiceKind,
     /// The Service's ports (used for ClusterIP SRV answers; headless answers use slice ports).
     pub ports: Vec<Port>,
+    /// What its `peerdns.io/*` annotations ask for (R15).
+    pub bootstrap: Bootstrap,
+}
+
+/// The bootstrap names a Service asks for with its annotations (R15).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// `peerdns.io/not-ready-names: "true"`: an endpoint that is not ready (and not
+    /// terminating) answers its own name.
+    pub not_ready_names: bool,
+    /// `peerdns.io/seeds: "N"`: `seeds.<svc>` answers the first N ordinals that exist.
+    pub seeds: Option<u32>,
+    /// `peerdns.io/txt`: the TXT record at the Service's name, as character strings of at
+    /// most 255 bytes each; empty: none.
+    pub txt: Vec<String>,
 }
 
 /// An IP family; one EndpointSlice holds one family.
@@ -134,6 +149,8 @@ pub struct Endpoint {
     pub addresses: Vec<IpAddr>,
     /// `conditions.ready`, absent meaning true.
     pub ready: bool,
+    /// `conditions.terminating`, absent meaning false: the pod is going away.
+    pub terminating: bool,
     /// `hostname`, lowercase: set for StatefulSet pods whose `subdomain` names the Service.
     pub hostname: Option<String>,
     /// `targetRef.name` when `targetRef.kind` is `Pod`, lowercase.

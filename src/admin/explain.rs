@@ -10,6 +10,7 @@ use hickory_proto::rr::{Name, RecordType};
 use serde_json::{Value, json};
 
 use super::AdminState;
+use crate::dns::answer::SEEDS_LABEL;
 use crate::dns::name::{ForwardName, Parsed, parse};
 use crate::index::{Index, NotReadyEndpoint, ServiceRecords};
 use crate::model::ServiceKind;
@@ -183,6 +184,17 @@ fn endpoint_reason(
     not_ready: &[NotReadyEndpoint],
     label: &str,
 ) -> (Option<bool>, String) {
+    if label == SEEDS_LABEL
+        && let Some(seeds) = &records.seeds
+    {
+        let count = seeds.endpoints.len();
+        return (
+            Some(count > 0),
+            format!(
+                "the Service's seeds (peerdns.io/seeds, R15): {count} address(es) of its first ordinals; the label is reserved, a pod named seeds answers by address only"
+            ),
+        );
+    }
     if let Some(endpoint) = records.endpoints_labelled(label).next() {
         let hostname = endpoint.hostname();
         let how = match (hostname, hostname.is_some_and(|h| h.as_str() == label)) {
@@ -190,9 +202,19 @@ fn endpoint_reason(
             (Some(_), false) => "its pod name or dashed IP".to_string(),
             (None, false) => "its pod name or dashed IP; it has no hostname (its pod's subdomain does not name this Service, or it sets none), so SRV targets use its dashed IP".to_string(),
         };
+        let own_name = records
+            .own_names
+            .as_ref()
+            .is_some_and(|own| own.endpoints.iter().any(|e| std::ptr::eq(e, endpoint)));
+        let which = match own_name {
+            true => {
+                "a not-ready endpoint answering its own name before ready (not-ready names, R15; the Service-wide answers list ready endpoints only)"
+            }
+            false => "a ready endpoint",
+        };
         return (
             Some(true),
-            format!("a ready endpoint ({}) known by {how}", endpoint.ip),
+            format!("{which} ({}) known by {how}", endpoint.ip),
         );
     }
     let sleeping = not_ready.iter().find(|e| {

@@ -590,6 +590,7 @@ mod tests {
     fn published(writer: &mut IndexWriter, index: &Index, ip: &str) -> Arc<ServiceRecords> {
         let key = ServiceKey::new("default", "kubia");
         writer.apply_service(Service {
+            bootstrap: Default::default(),
             key: key.clone(),
             kind: ServiceKind::Headless,
             ports: vec![],
@@ -600,6 +601,7 @@ mod tests {
             family: AddressFamily::Ipv4,
             ports: vec![],
             endpoints: vec![Endpoint {
+                terminating: false,
                 addresses: vec![ip.parse().unwrap()],
                 ready: true,
                 hostname: None,

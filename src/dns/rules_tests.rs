@@ -26,6 +26,7 @@ fn port(name: Option<&str>, protocol: Protocol, number: u16) -> Port {
 
 fn endpoint(ip: &str, ready: bool, hostname: Option<&str>) -> Endpoint {
     Endpoint {
+        terminating: false,
         addresses: vec![ip.parse().unwrap()],
         ready,
         hostname: hostname.map(str::to_string),
@@ -35,6 +36,7 @@ fn endpoint(ip: &str, ready: bool, hostname: Option<&str>) -> Endpoint {
 
 fn service(ns: &str, name: &str, kind: ServiceKind, ports: Vec<Port>) -> Service {
     Service {
+        bootstrap: Default::default(),
         key: ServiceKey::new(ns, name),
         kind,
         ports,

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::label::{Label, dashed_ip, undashed_ip};
-use super::stored::{StoredService, StoredSlice};
+use super::stored::{StoredEndpoint, StoredService, StoredSlice};
 use crate::config::SrvTargetStyle;
 use crate::model::{Port, ServiceKind};
 use crate::sys::prefetch::{prefetch_arc, prefetch_slice};
@@ -85,8 +85,36 @@ pub struct ServiceRecords {
     /// (no other endpoint has it as hostname, pod name or dashed address). The common case;
     /// when false, SRV answers look each target's addresses up by label.
     srv_targets_alone: bool,
+    /// Endpoints that are not ready (nor terminating) and answer their own names (R15), when
+    /// the Service's annotation or `dns.not_ready_names` asks; never in Service-wide answers.
+    /// `None` when not asked or there are none.
+    pub own_names: Option<Box<ServiceRecords>>,
+    /// `seeds.<svc>` (R15): the endpoints of the first N ordinals that exist, when the
+    /// Service asks for seeds.
+    pub seeds: Option<Box<ServiceRecords>>,
+    /// The TXT record's character strings at the Service's name (R15); empty: none.
+    pub txt: Box<[Box<str>]>,
     /// Set when the writer stops publishing this value.
     retired: RetiredMark,
+}
+
+/// How records are compiled, from the config: the SRV target style (R3) and whether every
+/// Service's not-ready endpoints answer their own names (R15, `dns.not_ready_names`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordSettings {
+    /// How SRV targets of endpoints without hostname are named.
+    pub srv_target: SrvTargetStyle,
+    /// Whether not-ready endpoints answer their own names in every Service.
+    pub not_ready_names: bool,
+}
+
+impl From<SrvTargetStyle> for RecordSettings {
+    fn from(srv_target: SrvTargetStyle) -> Self {
+        Self {
+            srv_target,
+            not_ready_names: false,
+        }
+    }
 }
 
 /// Whether the writer has replaced or removed a published [`ServiceRecords`]. It is not part of
@@ -138,17 +166,64 @@ impl Retirement {
 }
 
 impl ServiceRecords {
-    /// Compiles a Service and its slices (in any order) into its answers.
+    /// Compiles a Service and its slices (in any order) into its answers: its ready
+    /// endpoints, and the bootstrap names it asks for (R15).
     pub(crate) fn build<'a>(
         service: &StoredService,
         slices: impl IntoIterator<Item = &'a StoredSlice>,
+        settings: impl Into<RecordSettings>,
+    ) -> Self {
+        let settings: RecordSettings = settings.into();
+        let slices: Vec<&StoredSlice> = slices.into_iter().collect();
+        let style = settings.srv_target;
+        let mut records = Self::answering(service, &slices, style, |e, _| e.ready);
+        let own_names = settings.not_ready_names || service.bootstrap.not_ready_names;
+        let own = |e: &StoredEndpoint, ip: &IpAddr| {
+            own_names && !e.ready && !e.terminating && !records.has_address(ip)
+        };
+        let own_records = Self::answering(service, &slices, style, own);
+        if let Some(count) = service.bootstrap.seeds {
+            let seed = seed_labels(&records, &own_records, count);
+            let chosen = |e: &StoredEndpoint, ip: &IpAddr| {
+                (e.ready || own(e, ip))
+                    && seed.contains(&srv_label(
+                        e.hostname.as_ref(),
+                        e.pod_name.as_ref(),
+                        ip,
+                        style,
+                    ))
+            };
+            let seeds = Self::answering(service, &slices, style, chosen);
+            records.seeds = Some(Box::new(seeds));
+        }
+        if !own_records.endpoints.is_empty() {
+            records.own_names = Some(Box::new(own_records));
+        }
+        records.txt = service
+            .bootstrap
+            .txt
+            .iter()
+            .map(|s| s.as_str().into())
+            .collect();
+        records
+    }
+
+    /// The records of the endpoints `include` takes (by endpoint and address), without any
+    /// bootstrap names.
+    fn answering(
+        service: &StoredService,
+        slices: &[&StoredSlice],
         srv_target: SrvTargetStyle,
+        include: impl Fn(&StoredEndpoint, &IpAddr) -> bool,
     ) -> Self {
         let mut by_ip: BTreeMap<IpAddr, (ReadyEndpoint, Option<Arc<str>>)> = BTreeMap::new();
         if !matches!(service.kind, ServiceKind::ExternalName(_)) {
             for slice in slices {
-                for endpoint in slice.endpoints.iter().filter(|e| e.ready) {
+                for endpoint in slice.endpoints.iter() {
                     for ip in endpoint.addresses.as_slice() {
+                        if !include(endpoint, ip) {
+                            continue;
+                        }
                         let hostname = endpoint.hostname.as_ref();
                         let pod_name = endpoint.pod_name.clone();
                         let entry = ReadyEndpoint {
@@ -199,6 +274,9 @@ impl ServiceRecords {
             pod_names: pod_names.into_boxed_slice(),
             srv_order: srv_order.into_boxed_slice(),
             srv_targets_alone: false,
+            own_names: None,
+            seeds: None,
+            txt: Box::default(),
             retired: RetiredMark::default(),
         };
         records.srv_targets_alone = records.srv_labels_name_themselves();
@@ -277,8 +355,26 @@ impl ServiceRecords {
             })
     }
 
-    /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP.
+    /// The endpoints known by `label` (R2): by hostname or pod name, then by dashed IP; then
+    /// the not-ready endpoints that answer their own names (R15), the same way.
     pub fn endpoints_labelled<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
+        let own_names = self
+            .own_names
+            .iter()
+            .flat_map(move |own| own.endpoints_labelled_here(label));
+        self.endpoints_labelled_here(label).chain(own_names)
+    }
+
+    /// Whether an endpoint of these records has the address `ip`.
+    fn has_address(&self, ip: &IpAddr) -> bool {
+        self.endpoints.binary_search_by(|e| e.ip.cmp(ip)).is_ok()
+    }
+
+    /// [`Self::endpoints_labelled`] among these records' own endpoints only.
+    fn endpoints_labelled_here<'a>(
         &'a self,
         label: &str,
     ) -> impl Iterator<Item = &'a ReadyEndpoint> + 'a {
@@ -436,6 +532,27 @@ fn sort_srv_order(order: &mut [u32], endpoints: &[ReadyEndpoint]) {
     }
 }
 
+/// The SRV labels of the first `count` ordinals among the endpoints of `ready` and `own`
+/// (R15 seeds): StatefulSet peers by (ordinal, name), then, when there are fewer, nothing else.
+fn seed_labels(ready: &ServiceRecords, own: &ServiceRecords, count: u32) -> Vec<Label> {
+    let mut peers: Vec<(u64, &[u8], &Label)> = ready
+        .endpoints
+        .iter()
+        .chain(&own.endpoints)
+        .filter_map(|e| {
+            let (name, ordinal) = ordinal_of(e.srv_label.as_bytes())?;
+            Some((ordinal, name, &e.srv_label))
+        })
+        .collect();
+    peers.sort_unstable();
+    peers.dedup_by(|a, b| a.2 == b.2);
+    peers
+        .into_iter()
+        .take(count as usize)
+        .map(|(_, _, label)| label.clone())
+        .collect()
+}
+
 /// Puts each position at its ordinal when the ordinals are exactly `0..n` (a StatefulSet at
 /// rest); false (and `order` untouched) otherwise.
 fn place_dense(order: &mut [u32], ordinals: &[(u64, u32)]) -> bool {
@@ -574,6 +691,7 @@ mod tests {
 
     fn endpoint(ip: &str, ready: bool, hostname: Option<&str>, pod: Option<&str>) -> Endpoint {
         Endpoint {
+            terminating: false,
             addresses: vec![ip.parse().unwrap()],
             ready,
             hostname: hostname.map(str::to_string),
@@ -597,6 +715,7 @@ mod tests {
 
     fn headless() -> StoredService {
         StoredService::from(Service {
+            bootstrap: Default::default(),
             key: ServiceKey::new("default", "db"),
             kind: ServiceKind::Headless,
             ports: vec![],

@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::model::{Endpoint, EndpointSlice, Port, Service, ServiceKind};
+use crate::model::{Bootstrap, Endpoint, EndpointSlice, Port, Service, ServiceKind};
 
 /// A Service, without its key (the writer's map holds it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,13 +25,16 @@ pub struct StoredService {
     pub kind: ServiceKind,
     /// The Service's ports, shared with its records.
     pub ports: Arc<[Port]>,
+    /// Its bootstrap names (R15).
+    pub bootstrap: Bootstrap,
 }
 
 impl From<Service> for StoredService {
     fn from(service: Service) -> Self {
         Self {
-            kind: service.kind.clone(),
+            kind: service.kind,
             ports: service.ports.as_slice().into(),
+            bootstrap: service.bootstrap,
         }
     }
 }
@@ -65,6 +68,8 @@ pub struct StoredEndpoint {
     pub addresses: Addresses,
     /// `conditions.ready`, absent meaning true.
     pub ready: bool,
+    /// `conditions.terminating`, absent meaning false.
+    pub terminating: bool,
     /// Its hostname.
     pub hostname: Option<Arc<str>>,
     /// Its pod's name: the same `Arc` as `hostname` when the two are equal.
@@ -81,6 +86,7 @@ impl From<&Endpoint> for StoredEndpoint {
         Self {
             addresses: Addresses::from(endpoint.addresses.as_slice()),
             ready: endpoint.ready,
+            terminating: endpoint.terminating,
             hostname,
             pod_name,
         }
@@ -211,6 +217,7 @@ mod tests {
     fn pod_name_equal_to_hostname_shares_its_allocation() {
         let endpoint = |hostname: &str, pod: &str| {
             StoredEndpoint::from(&Endpoint {
+                terminating: false,
                 addresses: vec!["10.0.0.1".parse().unwrap()],
                 ready: true,
                 hostname: Some(hostname.into()),

@@ -31,7 +31,7 @@ use super::label::Label;
 use super::label::dashed_ip;
 use super::not_ready::{NotReadyEndpoint, not_ready_of};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
-use super::records::ServiceRecords;
+use super::records::{RecordSettings, ServiceRecords};
 use super::stored::{Slices, StoredService, StoredSlice};
 use super::{MapKey, Shared};
 use crate::config::SrvTargetStyle;
@@ -65,7 +65,7 @@ impl ServiceState {
 #[derive(Debug)]
 pub struct IndexWriter {
     shared: Arc<Shared>,
-    srv_target: SrvTargetStyle,
+    settings: RecordSettings,
     /// Boxed: the table then holds 16-byte entries at its load factor, not 112-byte ones.
     services: HashMap<Arc<ServiceKey>, Box<ServiceState>>,
     /// Keyed by [`slice_id`]: one allocation per slice, not a `SliceKey`'s two.
@@ -78,7 +78,7 @@ impl IndexWriter {
     pub(super) fn new(shared: Arc<Shared>, srv_target: SrvTargetStyle) -> Self {
         Self {
             shared,
-            srv_target,
+            settings: RecordSettings::from(srv_target),
             services: HashMap::new(),
             slice_owner: HashMap::new(),
             departure_grace: Duration::ZERO,
@@ -90,6 +90,12 @@ impl IndexWriter {
     /// `departures.rs`). Zero, the default, turns this off.
     pub fn set_departure_grace(&mut self, grace: Duration) {
         self.departure_grace = grace;
+    }
+
+    /// Makes every Service's not-ready endpoints (not terminating) answer their own names
+    /// (R15, `dns.not_ready_names`), as if each carried the annotation. Set it before loading.
+    pub fn set_not_ready_names(&mut self, on: bool) {
+        self.settings.not_ready_names = on;
     }
 
     /// Ends the grace of departed endpoints whose time is up; call it periodically.
@@ -276,7 +282,7 @@ impl IndexWriter {
             Arc::new(ServiceRecords::build(
                 service,
                 state.slices.iter().chain(departing),
-                self.srv_target,
+                self.settings,
             ))
         });
         let not_ready = state

@@ -257,10 +257,12 @@ pub fn service(svc: &core::Service) -> Result<Service, ConvertError> {
             port: port_number(&obj, &format!("spec.ports[{i}].port"), p.port)?,
         });
     }
+    let bootstrap = super::annotations::bootstrap(&obj, svc.metadata.annotations.as_ref());
     Ok(Service {
         key: ServiceKey::new(namespace, name),
         kind,
         ports,
+        bootstrap,
     })
 }
 
@@ -413,9 +415,11 @@ fn endpoint(
         },
         _ => None,
     };
+    let conditions = ep.conditions.as_ref();
     Ok(Endpoint {
         addresses,
-        ready: ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true),
+        ready: conditions.and_then(|c| c.ready).unwrap_or(true),
+        terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
         hostname,
         pod_name,
     })

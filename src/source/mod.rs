@@ -13,6 +13,7 @@
 //!   fails to load never yields half a state; the watch source applies its first complete list
 //!   in one step, and every later change one Service at a time.
 
+pub mod annotations;
 pub mod convert;
 pub mod file;
 pub mod kubernetes;

@@ -328,6 +328,7 @@ pub fn synthesize(svc: &SelectorService, pods: &[PodFacts]) -> Vec<EndpointSlice
                 .push(Endpoint {
                     addresses: vec![*ip],
                     ready: pod.ready || svc.publish_not_ready,
+                    terminating: false,
                     hostname: hostname.clone(),
                     pod_name: Some(pod.name.clone()),
                 });

@@ -60,6 +60,7 @@ fn endpoint(rng: &mut Rng, service: usize, i: usize, family: AddressFamily) -> E
         _ => format!("svc{service}-{i}"),
     };
     Endpoint {
+        terminating: rng.below(7) == 0,
         addresses: vec![ip],
         ready: rng.below(5) != 0,
         hostname: named.then(|| pod.clone()),
@@ -68,7 +69,8 @@ fn endpoint(rng: &mut Rng, service: usize, i: usize, family: AddressFamily) -> E
 }
 
 /// Forty Services of every kind: headless with and without ports, dual-stack, several slices,
-/// not-ready endpoints, ClusterIP, ExternalName in and out of the zone.
+/// not-ready and terminating endpoints, ClusterIP, ExternalName in and out of the zone, and
+/// the bootstrap names (R15: own names before ready, seeds, TXT) on some.
 fn generate(writer: &mut IndexWriter, seed: u64) -> Vec<ServiceKey> {
     let mut rng = Rng(seed);
     let mut keys = Vec::new();
@@ -95,7 +97,16 @@ fn generate(writer: &mut IndexWriter, seed: u64) -> Vec<ServiceKey> {
             7 => ServiceKind::ExternalName("example.com".into()),
             _ => ServiceKind::Headless,
         };
+        let bootstrap = peerdns::model::Bootstrap {
+            not_ready_names: s % 4 == 1,
+            seeds: (s % 5 == 2).then_some(3),
+            txt: match s % 6 {
+                3 => vec!["replicaSet=rs0".into()],
+                _ => Vec::new(),
+            },
+        };
         writer.apply_service(Service {
+            bootstrap,
             key: key.clone(),
             kind,
             ports: ports.clone(),
@@ -134,6 +145,7 @@ fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
         RecordType::ANY,
         RecordType::MX,
         RecordType::CNAME,
+        RecordType::TXT,
     ];
     let mut names = vec![
         "cluster.local.".to_string(),
@@ -147,8 +159,13 @@ fn questions(index: &Index, keys: &[ServiceKey]) -> Vec<(String, RecordType)> {
         names.push(format!("_peer._tcp.{base}"));
         names.push(format!("_dns._udp.{base}"));
         names.push(format!("nosuch.{base}"));
+        names.push(format!("seeds.{base}"));
         if let Some(records) = index.service(&key.namespace, &key.name) {
-            for endpoint in records.endpoints.iter().chain([]) {
+            let own_names = records
+                .own_names
+                .iter()
+                .flat_map(|own| own.endpoints.iter());
+            for endpoint in records.endpoints.iter().chain(own_names) {
                 names.push(format!("{}.{base}", endpoint.srv_label()));
                 names.push(format!("{}.{base}", dashed_ip(&endpoint.ip)));
                 reverse.push(endpoint.ip);

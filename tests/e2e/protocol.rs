@@ -252,6 +252,7 @@ async fn negative_answers_are_servfail_until_synced() {
     let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
     let cluster_ip = ServiceKind::ClusterIp(vec!["10.96.0.1".parse().unwrap()]);
     writer.apply_service(Service {
+        bootstrap: Default::default(),
         key: ServiceKey::new("default", "api"),
         kind: cluster_ip,
         ports: vec![],

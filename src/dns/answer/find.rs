@@ -50,6 +50,8 @@ pub enum Finding<'r> {
     Cname(&'r str),
     /// TXT at `dns-version.<zone>`: the schema version (R8).
     SchemaVersion,
+    /// TXT at a Service's name: its `peerdns.io/txt` strings (R15).
+    Txt(&'r [Box<str>]),
     /// The zone's SOA at its apex (R8).
     Soa,
     /// The zone's NS at its apex, its addresses as glue (R8).
@@ -186,7 +188,19 @@ fn forward<'r>(
             Some(records) => at_service(records, namespace, service, qtype),
             None => Finding::NxDomain,
         },
-        ForwardName::Endpoint { label, .. } => match below_service {
+        ForwardName::Endpoint {
+            namespace,
+            service,
+            label,
+        } => match below_service {
+            Some(records) if label == SEEDS_LABEL && records.seeds.is_some() => {
+                match records.seeds.as_deref() {
+                    Some(seeds) if !seeds.endpoints.is_empty() => {
+                        at_service(seeds, namespace, service, qtype)
+                    }
+                    _ => Finding::NxDomain,
+                }
+            }
             Some(records) if records.endpoints_labelled(label).next().is_some() => {
                 addresses(qtype, Addresses::Labelled(records, label))
             }
@@ -222,7 +236,12 @@ fn forward<'r>(
     }
 }
 
-/// `<svc>.<ns>.svc.<zone>`: R1 (headless), R4 (SRV), R5 (ClusterIP), R6 (ExternalName).
+/// The label of `seeds.<svc>.<ns>.svc.<zone>` (R15), reserved in a Service that asks for
+/// seeds: a pod named `seeds` is then found by its address label only.
+pub const SEEDS_LABEL: &str = "seeds";
+
+/// `<svc>.<ns>.svc.<zone>`: R1 (headless), R4 (SRV), R5 (ClusterIP), R6 (ExternalName), and
+/// its TXT (R15); also `seeds.<svc>...`, over the seeds' records.
 fn at_service<'r>(
     records: &'r ServiceRecords,
     namespace: &'r str,
@@ -235,6 +254,9 @@ fn at_service<'r>(
         ServiceKind::Headless => Addresses::Ready(&records.endpoints),
         ServiceKind::ClusterIp(ips) => Addresses::ClusterIps(ips),
     };
+    if qtype == RecordType::TXT && !records.txt.is_empty() {
+        return Finding::Txt(&records.txt);
+    }
     if qtype == RecordType::SRV {
         return match srv_entries_exist(records, PortFilter::All) {
             true => Finding::Srv {

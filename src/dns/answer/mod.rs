@@ -33,6 +33,7 @@ mod srv;
 
 use super::name::{Parsed, parse};
 use crate::index::Index;
+pub use find::SEEDS_LABEL;
 pub(crate) use find::{Finding, find, service_of};
 use records::Lookup;
 pub(crate) use srv::{SrvEntry, srv_entries, srv_weight};

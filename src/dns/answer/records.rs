@@ -78,6 +78,10 @@ impl Authority {
                 Ok(target) => Lookup::found(vec![self.record(qname, RData::CNAME(CNAME(target)))]),
                 Err(_) => Lookup::NxDomain,
             },
+            Finding::Txt(strings) => {
+                let strings = strings.iter().map(|s| s.to_string()).collect();
+                Lookup::found(vec![self.record(qname, RData::TXT(TXT::new(strings)))])
+            }
             Finding::SchemaVersion => {
                 let txt = TXT::new(vec![SCHEMA_VERSION.to_string()]);
                 Lookup::found(vec![self.record(qname, RData::TXT(txt))])

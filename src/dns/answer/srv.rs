@@ -193,6 +193,7 @@ mod tests {
         let (index, mut writer) = Index::new(1, SrvTargetStyle::Hostname);
         let key = ServiceKey::new("default", "db");
         writer.apply_service(Service {
+            bootstrap: Default::default(),
             key: key.clone(),
             kind: ServiceKind::Headless,
             ports: vec![],
@@ -209,6 +210,7 @@ mod tests {
                 },
                 ports: ports.clone(),
                 endpoints: vec![Endpoint {
+                    terminating: false,
                     addresses: vec![ip],
                     ready: true,
                     hostname: hostname.map(str::to_string),

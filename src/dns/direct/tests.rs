@@ -33,6 +33,7 @@ fn index(count: usize) -> Index {
         port: number,
     };
     let service = |name: &str, kind, ports| Service {
+        bootstrap: Default::default(),
         key: ServiceKey::new("apps", name),
         kind,
         ports,
@@ -40,6 +41,7 @@ fn index(count: usize) -> Index {
     writer.apply_service(service("peers", ServiceKind::Headless, vec![]));
     let endpoints = (0..count)
         .map(|i| Endpoint {
+            terminating: false,
             addresses: vec![format!("10.1.{}.{}", i / 250, 1 + i % 250).parse().unwrap()],
             ready: true,
             hostname: Some(format!("peers-{i}")),
@@ -174,6 +176,7 @@ fn a_response_too_big_loses_its_glue_then_its_answers_with_tc() {
 fn nothing_is_taken_before_sync() {
     let (index, mut writer) = Index::new(7, SrvTargetStyle::Hostname);
     writer.apply_service(Service {
+        bootstrap: Default::default(),
         key: ServiceKey::new("apps", "peers"),
         kind: ServiceKind::Headless,
         ports: vec![],

@@ -8,6 +8,7 @@ use crate::model::{AddressFamily, Endpoint, Port, Protocol};
 
 fn service(name: &str) -> Service {
     Service {
+        bootstrap: Default::default(),
         key: ServiceKey::new("db", name),
         kind: ServiceKind::Headless,
         ports: Vec::new(),
@@ -16,6 +17,7 @@ fn service(name: &str) -> Service {
 
 fn endpoint(ip: &str, ready: bool, pod: &str) -> Endpoint {
     Endpoint {
+        terminating: false,
         addresses: vec![ip.parse().unwrap()],
         ready,
         hostname: Some(pod.to_string()),
@@ -121,4 +123,30 @@ fn an_unchanged_rebuild_publishes_nothing_and_a_deleted_service_leaves_nothing_b
         "explain state goes too"
     );
     assert_eq!(index.serial(), serial.wrapping_add(1));
+}
+
+#[test]
+fn not_ready_names_for_every_service_when_the_config_says_so() {
+    let endpoints = || {
+        vec![
+            endpoint("10.0.0.1", true, "pg-0"),
+            endpoint("10.0.0.2", false, "pg-1"),
+        ]
+    };
+    let (index, _writer) = writer_with(endpoints());
+    let records = index.service("db", "pg").unwrap();
+    assert_eq!(records.endpoints_labelled("pg-1").count(), 0);
+
+    let (index, mut writer) = Index::new(100, SrvTargetStyle::Hostname);
+    writer.set_not_ready_names(true);
+    writer.apply_service(service("pg"));
+    writer.apply_slice(slice("pg", endpoints()));
+    let records = index.service("db", "pg").unwrap();
+    let own: Vec<IpAddr> = records.endpoints_labelled("pg-1").map(|e| e.ip).collect();
+    assert_eq!(own, ["10.0.0.2".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        records.endpoints.len(),
+        1,
+        "the Service-wide answers stay ready-only"
+    );
 }

@@ -75,6 +75,29 @@ fn service_kinds() {
 }
 
 #[test]
+fn bootstrap_annotations_are_read_and_bad_ones_skipped() {
+    let s = svc(r#"
+metadata:
+  name: zk
+  namespace: db
+  annotations: {peerdns.io/not-ready-names: "true", peerdns.io/seeds: "3", peerdns.io/txt: "a=b"}
+spec: {clusterIP: None}
+"#)
+    .expect("converts");
+    assert!(s.bootstrap.not_ready_names);
+    assert_eq!(s.bootstrap.seeds, Some(3));
+    assert_eq!(s.bootstrap.txt, ["a=b"]);
+    let bad = svc(r#"
+metadata:
+  name: zk
+  annotations: {peerdns.io/seeds: "lots"}
+spec: {clusterIP: None}
+"#)
+    .expect("a bad annotation never fails the Service");
+    assert_eq!(bad.bootstrap, crate::model::Bootstrap::default());
+}
+
+#[test]
 fn service_ports_and_namespace() {
     let s = svc(
         "metadata: {name: kubia, namespace: shop}\nspec:\n  clusterIP: None\n  ports:\n  \
@@ -169,7 +192,7 @@ endpoints:
   hostname: kubia-0
   targetRef: {kind: Pod, name: kubia-0}
 - addresses: [10.244.1.6]
-  conditions: {ready: false, serving: true}
+  conditions: {ready: false, serving: true, terminating: true}
   targetRef: {kind: Node, name: n1}
 - addresses: [10.244.1.7, 10.244.1.8]
   conditions: {ready: true}
@@ -191,18 +214,21 @@ fn slice_conversion() {
     );
     let want = vec![
         Endpoint {
+            terminating: false,
             addresses: vec![ip("10.244.1.5")],
             ready: true,
             hostname: Some("kubia-0".into()),
             pod_name: Some("kubia-0".into()),
         },
         Endpoint {
+            terminating: true,
             addresses: vec![ip("10.244.1.6")],
             ready: false,
             hostname: None,
             pod_name: None,
         },
         Endpoint {
+            terminating: false,
             addresses: vec![ip("10.244.1.7"), ip("10.244.1.8")],
             ready: true,
             hostname: None,
