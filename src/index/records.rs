@@ -181,9 +181,11 @@ impl ServiceRecords {
         let own = |e: &StoredEndpoint, ip: &IpAddr| {
             own_names && !e.ready && !e.terminating && !records.has_address(ip)
         };
-        let own_records = Self::answering(service, &slices, style, own);
+        let own_records = own_names
+            .then(|| Self::answering(service, &slices, style, own))
+            .filter(|own| !own.endpoints.is_empty());
         if let Some(count) = service.bootstrap.seeds {
-            let seed = seed_labels(&records, &own_records, count);
+            let seed = seed_labels(&records, own_records.as_ref(), count);
             let chosen = |e: &StoredEndpoint, ip: &IpAddr| {
                 (e.ready || own(e, ip))
                     && seed.contains(&srv_label(
@@ -196,9 +198,7 @@ impl ServiceRecords {
             let seeds = Self::answering(service, &slices, style, chosen);
             records.seeds = Some(Box::new(seeds));
         }
-        if !own_records.endpoints.is_empty() {
-            records.own_names = Some(Box::new(own_records));
-        }
+        records.own_names = own_records.map(Box::new);
         records.txt = service
             .bootstrap
             .txt
@@ -534,11 +534,12 @@ fn sort_srv_order(order: &mut [u32], endpoints: &[ReadyEndpoint]) {
 
 /// The SRV labels of the first `count` ordinals among the endpoints of `ready` and `own`
 /// (R15 seeds): StatefulSet peers by (ordinal, name), then, when there are fewer, nothing else.
-fn seed_labels(ready: &ServiceRecords, own: &ServiceRecords, count: u32) -> Vec<Label> {
+fn seed_labels(ready: &ServiceRecords, own: Option<&ServiceRecords>, count: u32) -> Vec<Label> {
+    let own = own.map_or(&[][..], |own| own.endpoints.as_slice());
     let mut peers: Vec<(u64, &[u8], &Label)> = ready
         .endpoints
         .iter()
-        .chain(&own.endpoints)
+        .chain(own)
         .filter_map(|e| {
             let (name, ordinal) = ordinal_of(e.srv_label.as_bytes())?;
             Some((ordinal, name, &e.srv_label))
