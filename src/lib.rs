@@ -27,7 +27,8 @@
 //! - [`admin`]: the admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`,
 //!   `/debug/source`);
 //! - [`sys`]: batched socket calls and the allocator's memory release (the only `unsafe`);
-//! - [`app`]: wires them together for the binary and the end-to-end tests.
+//! - [`app`]: wires them together for the binary and the end-to-end tests;
+//! - [`wait`]: `peerdns wait`, which waits until names resolve (an init container's job).
 //!
 //! Architecture invariants: `dns` and `index` never name a kube or k8s-openapi type; only the
 //! index writer mutates the index; the index's serial moves after every publish, and a
@@ -43,6 +44,7 @@ pub mod metrics;
 pub mod model;
 pub mod source;
 pub mod sys;
+pub mod wait;
 
 #[cfg(test)]
 mod layout_tests;

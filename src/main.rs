@@ -61,6 +61,41 @@ struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Wait until names resolve (for an init container): exit 0 once they do, 1 on timeout,
+    /// 2 on bad arguments.
+    Wait(WaitArgs),
+}
+
+/// `peerdns wait NAME...`, `peerdns wait --srv --min N NAME`, `peerdns wait --self`.
+#[derive(Debug, clap::Args)]
+struct WaitArgs {
+    /// Names that must have an A or AAAA answer (with --srv: the one SRV name).
+    #[arg(value_name = "NAME", required_unless_present = "own")]
+    names: Vec<String>,
+    /// Wait for an SRV record set instead: at NAME, at least --min targets.
+    #[arg(long, requires = "names", conflicts_with = "own")]
+    srv: bool,
+    /// With --srv: the fewest targets the SRV must list.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "srv")]
+    min: usize,
+    /// Wait for this pod's own name (from its hostname and /etc/hosts, else the search path).
+    #[arg(long = "self", id = "own", conflicts_with = "names")]
+    own: bool,
+    /// Ask this server (ADDR or ADDR:PORT, port 53 by default) instead of /etc/resolv.conf's.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = peerdns::wait::parse_server)]
+    server: Option<SocketAddr>,
+    /// Give up after this long (e.g. 300s, 5m).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = peerdns::wait::parse_duration)]
+    timeout: std::time::Duration,
+    /// Time between rounds of queries.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = peerdns::wait::parse_duration)]
+    interval: std::time::Duration,
 }
 
 fn main() {
@@ -94,6 +129,9 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Wait(args)) = &cli.command {
+        wait(args);
+    }
     let config = load_config(&cli)?;
     config.validate()?;
     init_logging(&config, cli.log_json)?;
@@ -106,6 +144,49 @@ fn run() -> Result<()> {
         return runtime.block_on(check(config));
     }
     runtime.block_on(serve(config))
+}
+
+/// `peerdns wait`: exits 0 when every name answers, 1 on timeout or error, 2 for an argument
+/// clap could not check (an SRV wait for several names).
+fn wait(args: &WaitArgs) -> ! {
+    use peerdns::wait::{Goal, Outcome, Wait};
+    let goal = match (args.own, args.srv) {
+        (true, _) => match peerdns::wait::read_own_name() {
+            Ok(name) => Goal::Addresses(vec![name]),
+            Err(error) => exit_with(1, &error.to_string()),
+        },
+        (false, true) => match args.names.as_slice() {
+            [name] => Goal::Srv {
+                name: name.clone(),
+                min: args.min,
+            },
+            _ => exit_with(2, "--srv takes exactly one NAME"),
+        },
+        (false, false) => Goal::Addresses(args.names.clone()),
+    };
+    let wait = Wait {
+        goal,
+        server: args.server,
+        timeout: args.timeout,
+        interval: args.interval,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(peerdns::wait::run(&wait, &mut std::io::stdout())),
+        Err(error) => exit_with(1, &format!("cannot start the runtime: {error}")),
+    };
+    match outcome {
+        Ok(Outcome::Answered) => std::process::exit(0),
+        Ok(Outcome::TimedOut) => std::process::exit(1),
+        Err(error) => exit_with(1, &error.to_string()),
+    }
+}
+
+fn exit_with(code: i32, message: &str) -> ! {
+    eprintln!("peerdns wait: {message}");
+    std::process::exit(code)
 }
 
 /// `--check-config`: everything `start` would refuse, without binding or watching anything.

@@ -18,4 +18,5 @@ mod hostile;
 mod protocol;
 mod soak;
 mod support;
+mod wait;
 mod watch;
