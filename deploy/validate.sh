@@ -3,6 +3,7 @@
 # kubernetes-validate (from PyPI; it ships the schemas, so nothing but PyPI is reached, and only
 # on the first run). Without kubectl the kustomization is not rendered: it only lists resources,
 # so each listed file is validated directly, and a deploy/*.yaml file it does not list fails.
+# The app recipes in deploy/recipes/ are validated as well.
 #
 #     bash deploy/validate.sh
 #
@@ -52,9 +53,13 @@ for path in deploy/*.yaml; do
         || fail "$path is not listed under resources: in deploy/kustomization.yaml"
 done
 
+# The app recipes (deploy/recipes/, applied by hand in the app's namespace) are validated too.
+recipes=(deploy/recipes/*.yaml)
+[ -e "${recipes[0]}" ] || recipes=()
+
 for version in "${KUBERNETES_VERSIONS[@]}"; do
-    echo "== deploy/kustomization.yaml resources against Kubernetes $version (strict) =="
-    "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "${files[@]}" \
+    echo "== deploy/kustomization.yaml resources and deploy/recipes/ against Kubernetes $version (strict) =="
+    "$VENV/bin/kubernetes-validate" --strict --quiet -k "$version" "${files[@]}" "${recipes[@]}" \
         || fail "manifests do not validate against Kubernetes $version (see above)"
 done
 

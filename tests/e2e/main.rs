@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod golden;
 mod hostile;
 mod protocol;
+mod recipes;
 mod soak;
 mod support;
 mod wait;
