@@ -131,3 +131,90 @@ fn etcd_members_form_a_cluster_from_peerdns_srv_records() {
         assert!(text.contains(&peer), "{text}");
     }
 }
+
+/// A MongoDB replica set, as a `mongodb+srv://` seedlist reads it: SRV at
+/// `_mongodb._tcp.<svc>...` and options in the TXT at the Service's name (`peerdns.io/txt`).
+const MONGO_CLUSTER: &str = "\
+apiVersion: v1
+kind: Service
+metadata:
+  name: mongo
+  namespace: db
+  annotations: {peerdns.io/txt: \"replicaSet=rs0&authSource=admin\"}
+spec:
+  clusterIP: None
+  ports: [{name: mongodb, port: 27017}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: mongo-abcde
+  namespace: db
+  labels: {kubernetes.io/service-name: mongo}
+addressType: IPv4
+ports: [{name: mongodb, port: 27017, protocol: TCP}]
+endpoints:
+  - {addresses: [10.78.0.1], hostname: mongo-0, conditions: {ready: true}}
+  - {addresses: [10.78.0.2], hostname: mongo-1, conditions: {ready: true}}
+  - {addresses: [10.78.0.3], hostname: mongo-2, conditions: {ready: true}}
+";
+
+/// The Python with pymongo the MongoDB recipe test uses (`.ci/run` makes it).
+const RECIPES_PYTHON: &str = "target/recipes-venv/bin/python";
+
+/// The MongoDB driver (pymongo, with dnspython) resolves a `mongodb+srv://` seedlist from
+/// peerdns through the system resolver: the three members from the SRV records, and the
+/// replica set's options from the TXT record.
+#[test]
+fn a_mongodb_srv_seedlist_resolves_through_peerdns() {
+    let python = crate::support::root().join(RECIPES_PYTHON);
+    let has_pymongo = Command::new(&python)
+        .args(["-c", "import pymongo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_pymongo {
+        eprintln!("SKIPPED mongodb recipe: no {RECIPES_PYTHON} with pymongo (.ci/run makes it)");
+        return;
+    }
+    if !can_run("mongodb recipe", &[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    std::fs::write(dir.path().join("cluster.yaml"), MONGO_CLUSTER).unwrap();
+    std::fs::write(
+        dir.path().join("resolv.conf"),
+        "nameserver 127.0.0.1\nsearch db.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_peerdns");
+    let python = python.display();
+    let script = format!(
+        r#"set -e
+        ip link set lo up
+        mount --bind {d}/resolv.conf /etc/resolv.conf
+        {bin} --file {d}/cluster.yaml --listen 127.0.0.1:53 --admin-listen 127.0.0.1:0 > {d}/peerdns.log 2>&1 &
+        {bin} wait --srv --min 3 --timeout 20s _mongodb._tcp.mongo.db.svc.cluster.local > /dev/null
+        {python} - <<'PY'
+from pymongo.uri_parser import parse_uri
+parsed = parse_uri("mongodb+srv://mongo.db.svc.cluster.local/")
+print("nodes", sorted(parsed["nodelist"]))
+print("options", dict(parsed["options"]))
+PY
+        kill $(jobs -p) 2>/dev/null || true
+        "#
+    );
+    let output = Command::new("timeout")
+        .args([
+            "60", "unshare", "--uts", "--mount", "--net", "bash", "-c", &script,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    let nodes = "nodes [('mongo-0.mongo.db.svc.cluster.local', 27017), ('mongo-1.mongo.db.svc.cluster.local', 27017), ('mongo-2.mongo.db.svc.cluster.local', 27017)]";
+    assert!(text.contains(nodes), "{text}");
+    assert!(text.contains("'replicaSet': 'rs0'"), "{text}");
+    assert!(text.contains("'authSource': 'admin'"), "{text}");
+}
