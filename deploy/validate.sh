@@ -69,4 +69,4 @@ echo "== deploy/monitoring (CRDs: parsed, schema skipped) =="
 "$VENV/bin/kubernetes-validate" --strict --quiet -k "${KUBERNETES_VERSIONS[-1]}" deploy/monitoring/*.yaml \
     || fail "deploy/monitoring/*.yaml do not parse as Kubernetes objects"
 
-echo "deploy/validate.sh: ${#files[@]} manifests valid against Kubernetes ${KUBERNETES_VERSIONS[*]}"
+echo "deploy/validate.sh: ${#files[@]} manifests and ${#recipes[@]} recipes valid against Kubernetes ${KUBERNETES_VERSIONS[*]}"
