@@ -135,6 +135,10 @@ const QUESTIONS: &[(&str, RecordType, Option<u16>)] = &[
     ("dns-version.cluster.local.", RecordType::TXT, Some(1232)),
     ("1.0.1.10.in-addr.arpa.", RecordType::PTR, Some(1232)),
     ("example.com.", RecordType::A, None),
+    ("web.boot.svc.cluster.local.", RecordType::SRV, Some(1232)),
+    ("seeds.zk.boot.svc.cluster.local.", RecordType::SRV, None),
+    ("zk-1.zk.boot.svc.cluster.local.", RecordType::A, Some(1232)),
+    ("mongo.boot.svc.cluster.local.", RecordType::TXT, None),
 ];
 
 /// Turns a query into an awkward one.
@@ -182,7 +186,11 @@ fn regenerate_seeds() {
         tweak(&mut bytes);
         write("query", format!("hdr-{name}"), &bytes);
     }
-    for file in ["tests/clusters/rules.yaml", "config/cluster.yaml"] {
+    for file in [
+        "tests/clusters/rules.yaml",
+        "tests/clusters/bootstrap.yaml",
+        "config/cluster.yaml",
+    ] {
         let text = fs::read_to_string(crate::support::root().join(file)).unwrap();
         let stem = Path::new(file).file_stem().unwrap().to_string_lossy();
         write("cluster_file", format!("{stem}-whole"), text.as_bytes());

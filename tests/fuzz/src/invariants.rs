@@ -31,6 +31,8 @@ use peerdns::source::file::{self, DEFAULT_POD_CIDR};
 
 /// The cluster the query target answers from.
 pub const RULES_YAML: &str = include_str!("../../clusters/rules.yaml");
+/// The bootstrap names' cluster (R15: own names, seeds, TXT), served beside the rules'.
+pub const BOOTSTRAP_YAML: &str = include_str!("../../clusters/bootstrap.yaml");
 
 /// The UDP payload cap the responders are built with (the default `dns.max_udp_payload`).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
@@ -65,8 +67,12 @@ impl Server {
 
     /// The server for `tests/clusters/rules.yaml`.
     pub fn rules() -> Self {
-        let state = file::parse(Path::new("rules.yaml"), RULES_YAML, &[pod_cidr()])
+        let mut state = file::parse(Path::new("rules.yaml"), RULES_YAML, &[pod_cidr()])
             .expect("tests/clusters/rules.yaml loads");
+        let bootstrap = file::parse(Path::new("bootstrap.yaml"), BOOTSTRAP_YAML, &[pod_cidr()])
+            .expect("tests/clusters/bootstrap.yaml loads");
+        state.services.extend(bootstrap.services);
+        state.slices.extend(bootstrap.slices);
         Self::new(state)
     }
 }

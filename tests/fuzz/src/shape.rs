@@ -39,6 +39,8 @@ const IPS: &[&str] = &[
 const PROTOCOLS: &[&str] = &["TCP", "UDP", "SCTP", "tcp", "Udp", "HTTP", ""];
 const ADDRESS_TYPES: &[&str] = &["IPv4", "IPv6", "FQDN", "ipv4", ""];
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "NodePort", "LoadBalancer", ""];
+/// Values of the `peerdns.io/*` annotations (R15), good and bad.
+const ANNOTATION_VALUES: &[&str] = &["true", "false", "yes", "3", "0", "1001", "a=b", "", "\n"];
 
 /// A Service or EndpointSlice as JSON, from `u`.
 pub fn object(u: &mut Unstructured<'_>) -> Result<Value> {
@@ -111,7 +113,15 @@ fn service(u: &mut Unstructured<'_>) -> Result<Value> {
     let mut svc = Map::new();
     svc.insert("apiVersion".into(), "v1".into());
     svc.insert("kind".into(), "Service".into());
-    svc.insert("metadata".into(), metadata(u, false)?);
+    let mut meta = metadata(u, false)?;
+    if u.arbitrary()? {
+        let mut annotations = Map::new();
+        for key in ["peerdns.io/not-ready-names", "peerdns.io/seeds", "peerdns.io/txt"] {
+            maybe(u, &mut annotations, key, |u| pick(u, ANNOTATION_VALUES))?;
+        }
+        meta["annotations"] = Value::Object(annotations);
+    }
+    svc.insert("metadata".into(), meta);
     maybe(u, &mut svc, "spec", |u| {
         let mut spec = Map::new();
         maybe(u, &mut spec, "type", |u| pick(u, SERVICE_TYPES))?;
@@ -132,7 +142,7 @@ fn endpoint(u: &mut Unstructured<'_>) -> Result<Value> {
         Ok(json!({ "kind": pick(u, &["Pod", "Node", ""])?, "name": pick(u, NAMES)? }))
     })?;
     maybe(u, &mut ep, "conditions", |u| {
-        Ok(json!({ "ready": u.arbitrary::<bool>()? }))
+        Ok(json!({ "ready": u.arbitrary::<bool>()?, "terminating": u.arbitrary::<bool>()? }))
     })?;
     Ok(Value::Object(ep))
 }
