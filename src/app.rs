@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{Config, ConfigError, SourceKind, parse_zone_name};
+use crate::dns::transfer::TransferSettings;
 use crate::dns::{
     Authority, Listeners, RateLimitSettings, Responder, ServerSettings, TcpLimits, serve,
 };
@@ -212,6 +213,11 @@ pub fn server_settings(config: &Config) -> ServerSettings {
             responses_per_second: limits.rrl_responses_per_second,
             slip: limits.rrl_slip,
         },
+        transfers: config.transfer.as_ref().map(|transfer| {
+            Arc::new(TransferSettings {
+                allow: transfer.allow.clone(),
+            })
+        }),
     }
 }
 

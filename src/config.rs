@@ -87,6 +87,20 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Zone transfers to secondaries (R14); left out: AXFR and IXFR are REFUSED.
+    pub transfer: Option<TransferConfig>,
+}
+
+/// Zone transfers (`[transfer]`): who may pull the zones, who is told of changes.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Networks (CIDRs) whose clients may AXFR and IXFR over TCP; empty: nobody.
+    pub allow: Vec<IpNet>,
+    /// Secondaries sent a NOTIFY (RFC 1996) whenever a zone's serial changes.
+    pub notify: Vec<SocketAddr>,
+    /// A TSIG key (RFC 8945) that transfer requests must be signed with.
+    pub tsig_key_file: Option<PathBuf>,
 }
 
 /// The admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`) and shutdown.
@@ -359,6 +373,14 @@ impl Config {
         {
             *kubeconfig = base.join(&*kubeconfig);
         }
+        if let Some(key) = config
+            .transfer
+            .as_mut()
+            .and_then(|t| t.tsig_key_file.as_mut())
+            && key.is_relative()
+        {
+            *key = base.join(&*key);
+        }
         Ok(config)
     }
 
@@ -444,6 +466,20 @@ impl Config {
                     range.end()
                 );
                 return Err(invalid(field.into(), &reason));
+            }
+        }
+        if let Some(transfer) = &self.transfer {
+            if !transfer.notify.is_empty() {
+                return Err(invalid(
+                    "transfer.notify".into(),
+                    "NOTIFY is not implemented yet; leave it out (secondaries poll by the SOA refresh)",
+                ));
+            }
+            if transfer.tsig_key_file.is_some() {
+                return Err(invalid(
+                    "transfer.tsig_key_file".into(),
+                    "TSIG is not implemented yet; leave it out and restrict transfer.allow",
+                ));
             }
         }
         if self.source.poll_interval_ms == 0 {

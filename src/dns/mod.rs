@@ -25,6 +25,7 @@ pub mod name;
 pub mod ratelimit;
 pub mod server;
 pub mod tcp;
+pub mod transfer;
 pub mod udp;
 pub mod wire;
 

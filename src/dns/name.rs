@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::rr::Name;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// What a name inside a forward zone asks about (labels are lowercase).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +84,9 @@ pub enum Parsed<'a> {
         zone: usize,
         /// The address, when the name is a complete reverse name; `None` for any other name.
         address: Option<IpAddr>,
+        /// The addresses a partial reverse name stands for (`10.in-addr.arpa`: 10.0.0.0/8;
+        /// `in-addr.arpa` itself: 0.0.0.0/0); `None` for a complete or malformed name.
+        prefix: Option<IpNet>,
         /// Whether the name is the reverse zone's apex.
         apex: bool,
     },
@@ -158,6 +162,7 @@ pub fn parse_labels<'a>(all: &[&'a [u8]], forward: &[Name], reverse: &[Name]) ->
         (_, Some((zone, rest))) => Parsed::Reverse {
             zone,
             address: parse_reverse(all),
+            prefix: parse_reverse_prefix(all),
             apex: rest.is_empty(),
         },
         _ => Parsed::Outside,
@@ -242,6 +247,39 @@ fn parse_reverse(labels: &[&[u8]]) -> Option<IpAddr> {
             value = (value << 4) | u128::from(nibble);
         }
         return Some(IpAddr::V6(Ipv6Addr::from(value)));
+    }
+    None
+}
+
+/// Reads a partial `in-addr.arpa` or `ip6.arpa` name (fewer labels than an address has)
+/// into the network it stands for.
+fn parse_reverse_prefix(labels: &[&[u8]]) -> Option<IpNet> {
+    let n = labels.len();
+    if n < 2 || !labels[n - 1].eq_ignore_ascii_case(b"arpa") {
+        return None;
+    }
+    let body = &labels[..n - 2];
+    if labels[n - 2].eq_ignore_ascii_case(b"in-addr") && body.len() < 4 {
+        let mut octets = [0u8; 4];
+        for (octet, label) in octets.iter_mut().zip(body.iter().rev()) {
+            *octet = parse_octet(label)?;
+        }
+        let bits = 8 * body.len() as u8;
+        return Ipv4Net::new(Ipv4Addr::from(octets), bits)
+            .ok()
+            .map(IpNet::V4);
+    }
+    if labels[n - 2].eq_ignore_ascii_case(b"ip6") && body.len() < 32 {
+        let mut value: u128 = 0;
+        for (position, label) in body.iter().rev().enumerate() {
+            let [digit] = label else { return None };
+            let nibble = u128::from((*digit as char).to_digit(16)?);
+            value |= nibble << (124 - 4 * position);
+        }
+        let bits = 4 * body.len() as u8;
+        return Ipv6Net::new(Ipv6Addr::from(value), bits)
+            .ok()
+            .map(IpNet::V6);
     }
     None
 }
@@ -333,35 +371,47 @@ mod tests {
         let cases = [
             (
                 "5.1.244.10.in-addr.arpa.",
-                "Reverse { zone: 2, address: Some(10.244.1.5), apex: false }",
+                "Reverse { zone: 2, address: Some(10.244.1.5), prefix: None, apex: false }",
             ),
             (
                 "5.1.244.11.in-addr.arpa.",
-                "Reverse { zone: 0, address: Some(11.244.1.5), apex: false }",
+                "Reverse { zone: 0, address: Some(11.244.1.5), prefix: None, apex: false }",
             ),
             (
                 "in-addr.arpa.",
-                "Reverse { zone: 0, address: None, apex: true }",
+                "Reverse { zone: 0, address: None, prefix: Some(0.0.0.0/0), apex: true }",
             ),
             (
                 "1.244.10.in-addr.arpa.",
-                "Reverse { zone: 2, address: None, apex: false }",
+                "Reverse { zone: 2, address: None, prefix: Some(10.244.1.0/24), apex: false }",
+            ),
+            (
+                "10.in-addr.arpa.",
+                "Reverse { zone: 2, address: None, prefix: Some(10.0.0.0/8), apex: true }",
             ),
             (
                 "05.1.244.10.in-addr.arpa.",
-                "Reverse { zone: 2, address: None, apex: false }",
+                "Reverse { zone: 2, address: None, prefix: None, apex: false }",
             ),
             (
                 "256.1.244.10.in-addr.arpa.",
-                "Reverse { zone: 2, address: None, apex: false }",
+                "Reverse { zone: 2, address: None, prefix: None, apex: false }",
+            ),
+            (
+                "7.1.256.10.in-addr.arpa.",
+                "Reverse { zone: 2, address: None, prefix: None, apex: false }",
             ),
             (
                 "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
-                "Reverse { zone: 1, address: Some(fd00::1), apex: false }",
+                "Reverse { zone: 1, address: Some(fd00::1), prefix: None, apex: false }",
+            ),
+            (
+                "b.a.0.0.d.f.ip6.arpa.",
+                "Reverse { zone: 1, address: None, prefix: Some(fd00:ab00::/24), apex: false }",
             ),
             (
                 "x.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.",
-                "Reverse { zone: 1, address: None, apex: false }",
+                "Reverse { zone: 1, address: None, prefix: None, apex: false }",
             ),
         ];
         for (query, expected) in cases {

@@ -527,6 +527,33 @@ fn ptr_r7() {
         &[],
     );
     check(&index, v6, RecordType::A, "No Error", &["IN SOA"], &["PTR"]);
+    // A partial reverse name exists (NODATA) exactly when a claimed address is below it.
+    for name in [
+        "10.in-addr.arpa.",
+        "244.10.in-addr.arpa.",
+        "0.244.10.in-addr.arpa.",
+    ] {
+        check(&index, name, RecordType::PTR, "No Error", &["IN SOA"], &[]);
+    }
+    for name in [
+        "11.in-addr.arpa.",
+        "9.244.10.in-addr.arpa.",
+        "d.f.ip6.arpa.",
+    ] {
+        let expected = match name.ends_with("ip6.arpa.") {
+            true => "No Error",
+            false => "Non-Existent Domain",
+        };
+        check(&index, name, RecordType::PTR, expected, &["IN SOA"], &[]);
+    }
+    check(
+        &index,
+        "e.f.ip6.arpa.",
+        RecordType::PTR,
+        "Non-Existent Domain",
+        &[],
+        &[],
+    );
 }
 
 #[test]
@@ -746,6 +773,18 @@ fn replace_all_removes_vanished_services() {
         &[],
         &[],
     );
+    // The namespace holds only a headless Service without endpoints: no name below it
+    // answers, so it does not exist either (as in a transferred zone, R14).
+    check(
+        &index,
+        "default.svc.cluster.local.",
+        RecordType::A,
+        "Non-Existent Domain",
+        &[],
+        &[],
+    );
+    let cluster_ip = ServiceKind::ClusterIp(vec!["10.96.0.1".parse().unwrap()]);
+    writer.apply_service(service("default", "api", cluster_ip, vec![]));
     check(
         &index,
         "default.svc.cluster.local.",

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::message::{Responder, Transport};
+use super::transfer::{TransferKind, TransferSettings, admit, asks_transfer};
+use crate::metrics::TransferOutcome;
 
 /// Smallest message that holds a DNS header.
 const HEADER_LENGTH: usize = 12;
@@ -82,6 +84,7 @@ pub async fn serve_tcp(
     listener: TcpListener,
     responder: Arc<Responder>,
     limits: TcpLimits,
+    transfers: Option<Arc<TransferSettings>>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
@@ -98,6 +101,7 @@ pub async fn serve_tcp(
                         peer,
                         responder: responder.clone(),
                         limits,
+                        transfers: transfers.clone(),
                         shutdown: shutdown.clone(),
                     };
                     connections.spawn(connection.run(stream, slot));
@@ -126,6 +130,7 @@ struct Connection {
     peer: SocketAddr,
     responder: Arc<Responder>,
     limits: TcpLimits,
+    transfers: Option<Arc<TransferSettings>>,
     shutdown: CancellationToken,
 }
 
@@ -152,6 +157,16 @@ impl Connection {
         let mut message = Vec::with_capacity(512);
         let mut answered: u32 = 0;
         while self.read_message(&mut stream, &mut message).await? {
+            if let Some(settings) = &self.transfers
+                && let Some(kind) = asks_transfer(&message)
+            {
+                self.transfer(&mut stream, &message, settings, kind).await?;
+                answered = answered.saturating_add(1);
+                if self.limits.max_queries != 0 && answered >= self.limits.max_queries {
+                    return Ok(());
+                }
+                continue;
+            }
             let Some(response) = self.responder.respond(&message, self.peer, Transport::Tcp) else {
                 return Ok(()); // no header to answer to: the stream cannot be trusted further
             };
@@ -161,6 +176,45 @@ impl Connection {
                 return Ok(());
             }
         }
+        Ok(())
+    }
+
+    /// Serves one zone transfer request (R14): its messages, or the one response refusing it.
+    async fn transfer(
+        &self,
+        stream: &mut TcpStream,
+        request: &[u8],
+        settings: &TransferSettings,
+        kind: TransferKind,
+    ) -> Result<(), Closed> {
+        let (authority, index) = (self.responder.authority(), self.responder.index());
+        let metrics = self.responder.metrics();
+        let peer = self.peer;
+        let mut transfer = match admit(authority, index, settings, request, peer) {
+            Ok(transfer) => transfer,
+            Err(refusal) => {
+                let rcode = refusal.get(3).map_or(0, |b| b & 0x0f);
+                debug!(%peer, kind = kind.label(), rcode, "zone transfer refused");
+                metrics.record_transfer(kind.label(), TransferOutcome::Refused);
+                return self.write_response(stream, &refusal).await;
+            }
+        };
+        let started = Instant::now();
+        while let Some(message) = transfer.next_message(authority, index) {
+            if let Err(error) = self.write_response(stream, &message).await {
+                metrics.record_transfer(kind.label(), TransferOutcome::Aborted);
+                return Err(error);
+            }
+        }
+        metrics.record_transfer(kind.label(), TransferOutcome::Complete);
+        tracing::info!(
+            %peer,
+            kind = kind.label(),
+            serial = transfer.serial(),
+            records = transfer.records_sent(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "zone transfer served"
+        );
         Ok(())
     }
 

@@ -28,12 +28,13 @@ mod label;
 mod not_ready;
 mod ptr;
 mod records;
+mod snapshot;
 mod stored;
 mod writer;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
@@ -43,6 +44,7 @@ pub use not_ready::NotReadyEndpoint;
 use ptr::PtrMap;
 pub use ptr::{ClaimRank, Claims, PtrClaim};
 pub use records::{ReadyEndpoint, Retirement, ServiceRecords, srv_label_order};
+pub use snapshot::{Snapshot, SnapshotService};
 pub use writer::IndexWriter;
 
 use crate::model::ServiceKey;
@@ -72,6 +74,9 @@ struct Shared {
     /// Every Service's claims on each address; the best one is answered (R7).
     ptr: PtrMap,
     serial: AtomicU32,
+    /// Held by the writer while it publishes a change, and by a snapshot while it copies
+    /// (`snapshot.rs`); never by a query.
+    publication: Mutex<()>,
     synced: AtomicBool,
     /// Ready endpoint addresses over all published Services.
     endpoints: AtomicUsize,
@@ -98,6 +103,7 @@ impl Index {
             namespaces: DashMap::with_hasher(NameHasher::default()),
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
+            publication: Mutex::new(()),
             synced: AtomicBool::new(false),
             endpoints: AtomicUsize::new(0),
             names: AtomicUsize::new(0),
@@ -184,6 +190,12 @@ impl Index {
                 service: best.service.clone(),
             }
         })
+    }
+
+    /// Whether some Service claims an address in `network` (R7): a partial reverse name
+    /// (`10.in-addr.arpa`) exists exactly then.
+    pub fn claims_within(&self, network: &ipnet::IpNet) -> bool {
+        self.shared.ptr.any_within(network)
     }
 
     /// The SOA serial: it changes whenever an answer does.

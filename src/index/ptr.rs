@@ -13,19 +13,26 @@
 //! Invariants: [`Claims`] is never empty, and its claims are sorted and distinct, so
 //! [`Claims::best`] depends only on the set of claims, never on arrival order.
 
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use dashmap::DashMap;
+use ipnet::IpNet;
 
 use super::label::Label;
 use crate::model::ServiceKey;
 
-/// The claims on every claimed address, one map per family.
+/// The claims on every claimed address, one map per family, and the claimed addresses in
+/// order, for the question whether a reverse name's prefix holds any (its partial names
+/// exist exactly then, as empty non-terminals of the reverse zone).
 #[derive(Debug, Default)]
 pub struct PtrMap {
     v4: DashMap<u32, Claims>,
     v6: DashMap<u128, Claims>,
+    /// The keys of `v4` and `v6`, sorted; written only with them (the writer), read only for
+    /// partial reverse names.
+    ordered: RwLock<(BTreeSet<u32>, BTreeSet<u128>)>,
 }
 
 impl PtrMap {
@@ -40,17 +47,70 @@ impl PtrMap {
 
     /// Sets the claims on `ip`.
     pub fn insert(&self, ip: IpAddr, claims: Claims) {
-        match ip {
-            IpAddr::V4(v4) => drop(self.v4.insert(u32::from(v4), claims)),
-            IpAddr::V6(v6) => drop(self.v6.insert(u128::from(v6), claims)),
+        let added = match ip {
+            IpAddr::V4(v4) => self.v4.insert(u32::from(v4), claims).is_none(),
+            IpAddr::V6(v6) => self.v6.insert(u128::from(v6), claims).is_none(),
+        };
+        if added {
+            let mut ordered = self.ordered.write().unwrap_or_else(PoisonError::into_inner);
+            match ip {
+                IpAddr::V4(v4) => drop(ordered.0.insert(u32::from(v4))),
+                IpAddr::V6(v6) => drop(ordered.1.insert(u128::from(v6))),
+            }
         }
+    }
+
+    /// Whether some claimed address lies in `network`.
+    pub fn any_within(&self, network: &IpNet) -> bool {
+        let ordered = self.ordered.read().unwrap_or_else(PoisonError::into_inner);
+        match network {
+            IpNet::V4(net) => {
+                let range = u32::from(net.network())..=u32::from(net.broadcast());
+                ordered.0.range(range).next().is_some()
+            }
+            IpNet::V6(net) => {
+                let range = u128::from(net.network())..=u128::from(net.broadcast());
+                ordered.1.range(range).next().is_some()
+            }
+        }
+    }
+
+    /// Every claimed address and its answered target (R7), in no particular order.
+    pub fn targets(&self) -> Vec<(IpAddr, super::PtrTarget)> {
+        let target = |claims: &Claims| {
+            let best = claims.best();
+            super::PtrTarget {
+                label: best.label.clone(),
+                service: best.service.clone(),
+            }
+        };
+        let v4 = self.v4.iter().map(|entry| {
+            (
+                IpAddr::from(Ipv4Addr::from(*entry.key())),
+                target(entry.value()),
+            )
+        });
+        let v6 = self.v6.iter().map(|entry| {
+            (
+                IpAddr::from(Ipv6Addr::from(*entry.key())),
+                target(entry.value()),
+            )
+        });
+        v4.chain(v6).collect()
     }
 
     /// Removes every claim on `ip`.
     pub fn remove(&self, ip: &IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => drop(self.v4.remove(&u32::from(*v4))),
-            IpAddr::V6(v6) => drop(self.v6.remove(&u128::from(*v6))),
+        let removed = match ip {
+            IpAddr::V4(v4) => self.v4.remove(&u32::from(*v4)).is_some(),
+            IpAddr::V6(v6) => self.v6.remove(&u128::from(*v6)).is_some(),
+        };
+        if removed {
+            let mut ordered = self.ordered.write().unwrap_or_else(PoisonError::into_inner);
+            match ip {
+                IpAddr::V4(v4) => drop(ordered.0.remove(&u32::from(*v4))),
+                IpAddr::V6(v6) => drop(ordered.1.remove(&u128::from(*v6))),
+            }
         }
     }
 }

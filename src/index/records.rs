@@ -408,6 +408,23 @@ impl ServiceRecords {
             .filter_map(|position| self.endpoints.get(position as usize))
     }
 
+    /// Whether a name below this Service answers although no endpoint is ready: an own name
+    /// before ready, or `seeds` (R15).
+    pub fn has_names_below(&self) -> bool {
+        let holds = |records: &Option<Box<ServiceRecords>>| {
+            records.as_ref().is_some_and(|r| !r.endpoints.is_empty())
+        };
+        holds(&self.own_names) || holds(&self.seeds)
+    }
+
+    /// Whether some name at or below this Service answers: every ClusterIP and ExternalName
+    /// Service, a headless one with a ready endpoint or a name below (own names, seeds).
+    pub fn holds_names(&self) -> bool {
+        !matches!(self.kind, ServiceKind::Headless)
+            || !self.endpoints.is_empty()
+            || self.has_names_below()
+    }
+
     /// Names answerable below this Service: hostnames and pod names, and dashed IPs.
     pub fn name_count(&self) -> usize {
         let hostnames = self

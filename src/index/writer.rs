@@ -13,16 +13,20 @@
 //!   key is allocated once;
 //! - a Service is published exactly when its Service object is known; slices that arrive first
 //!   wait in its state;
-//! - `namespaces` counts published Services per namespace;
+//! - `namespaces` counts, per namespace, the published Services that hold a name
+//!   ([`ServiceRecords::holds_names`]): `<ns>.svc.<zone>` exists exactly when a name below it
+//!   does, as in a transferred zone;
 //! - the serial is bumped once per rebuild whose published value differs from the last; the
 //!   not-ready endpoints (explanations only) are published beside it and never bump it;
 //! - a published value is retired ([`ServiceRecords::is_retired`]) once its replacement is in
-//!   the map (or the Service is gone from it), before the serial moves.
+//!   the map (or the Service is gone from it), before the serial moves;
+//! - a change (records, PTR claims, serial) is published under the publication lock, so a
+//!   snapshot (`snapshot.rs`) never sees part of one.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use std::time::{Duration, Instant};
 
@@ -307,7 +311,10 @@ impl IndexWriter {
             _ => false,
         };
         if !unchanged {
-            let was_published = state.published.is_some();
+            let was_named = state
+                .published
+                .as_deref()
+                .is_some_and(ServiceRecords::holds_names);
             let sizes = |r: Option<&Arc<ServiceRecords>>| {
                 r.map_or((0, 0), |r| (r.endpoints.len(), r.name_count() + 1))
             };
@@ -325,7 +332,13 @@ impl IndexWriter {
             let old_claims = claims(state.published.as_deref()).unwrap_or_default();
             let new_claims = claims(records.as_deref()).unwrap_or_default();
             let replaced = std::mem::replace(&mut state.published, records.clone());
-            self.publish_service(key, records, was_published);
+            // A snapshot sees this change whole or not at all, serial included.
+            let shared = self.shared.clone();
+            let _publication = shared
+                .publication
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.publish_service(key, records, was_named);
             if let Some(replaced) = replaced {
                 replaced.retire();
             }
@@ -341,30 +354,28 @@ impl IndexWriter {
         }
     }
 
+    /// Puts `records` in the map (or removes the Service), and counts the Service in its
+    /// namespace while it holds a name (`was_named`: it did before).
     fn publish_service(
         &mut self,
         key: &ServiceKey,
         records: Option<Arc<ServiceRecords>>,
-        was_published: bool,
+        was_named: bool,
     ) {
         let map_key = MapKey::of(key);
         let namespace: &str = &key.namespace;
+        let is_named = records.as_deref().is_some_and(ServiceRecords::holds_names);
         match records {
-            Some(records) => {
-                self.shared.services.insert(map_key, records);
-                if !was_published {
-                    *self.shared.namespaces.entry(namespace.into()).or_insert(0) += 1;
-                }
-            }
-            None => {
-                self.shared.services.remove(map_key.as_bytes());
-                if was_published {
-                    self.shared.namespaces.remove_if_mut(namespace, |_, count| {
-                        *count = count.saturating_sub(1);
-                        *count == 0
-                    });
-                }
-            }
+            Some(records) => drop(self.shared.services.insert(map_key, records)),
+            None => drop(self.shared.services.remove(map_key.as_bytes())),
+        }
+        match (was_named, is_named) {
+            (false, true) => *self.shared.namespaces.entry(namespace.into()).or_insert(0) += 1,
+            (true, false) => drop(self.shared.namespaces.remove_if_mut(namespace, |_, count| {
+                *count = count.saturating_sub(1);
+                *count == 0
+            })),
+            _ => {}
         }
     }
 

@@ -42,6 +42,22 @@ const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
 /// What response rate limiting did with a response over the rate.
 const LIMITED_ACTIONS: [&str; 2] = ["dropped", "slipped"];
 
+/// Kinds of zone transfer counted.
+const TRANSFER_KINDS: [&str; 2] = ["axfr", "ixfr"];
+/// How a zone transfer request ended.
+const TRANSFER_OUTCOMES: [&str; 3] = ["complete", "refused", "aborted"];
+
+/// How one zone transfer request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// Every message sent.
+    Complete,
+    /// Answered with an error rcode (not allowed, not a zone, not synced, malformed).
+    Refused,
+    /// The connection failed or timed out mid-transfer.
+    Aborted,
+}
+
 /// What response rate limiting did with one UDP response over its client's rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateLimited {
@@ -105,6 +121,7 @@ pub struct Metrics {
     rate_limited: [AtomicU64; LIMITED_ACTIONS.len()],
     tcp_rejected: AtomicU64,
     udp_holds: AtomicU64,
+    transfers: [[AtomicU64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()],
     duration: LatencyHistogram,
     started: SystemTime,
 }
@@ -120,6 +137,7 @@ impl Default for Metrics {
             rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
             tcp_rejected: AtomicU64::new(0),
             udp_holds: AtomicU64::new(0),
+            transfers: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             duration: LatencyHistogram::default(),
             started: SystemTime::now(),
         }
@@ -173,6 +191,22 @@ impl Metrics {
     /// Counts one TCP connection closed at accept because the connection limit was reached.
     pub fn record_tcp_rejected(&self) {
         self.tcp_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one zone transfer request of `kind` (`axfr` or `ixfr`) that ended as `outcome`.
+    pub fn record_transfer(&self, kind: &str, outcome: TransferOutcome) {
+        let k = TRANSFER_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        self.transfers[k][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Zone transfer requests of `kind` that ended as `outcome` so far.
+    pub fn transfers(&self, kind: &str, outcome: TransferOutcome) -> u64 {
+        TRANSFER_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |k| {
+                self.transfers[k][outcome as usize].load(Ordering::Relaxed)
+            })
     }
 
     /// Counts one hold of a UDP worker under sustained load (`dns.udp_coalesce_us`).
@@ -260,6 +294,21 @@ impl Metrics {
             self.udp_holds.load(Ordering::Relaxed),
         );
         render_limits(out, self);
+        header(
+            out,
+            "peerdns_transfers_total",
+            "counter",
+            "Zone transfer requests (AXFR, IXFR over TCP), by kind and how they ended.",
+        );
+        for (k, kind) in TRANSFER_KINDS.iter().enumerate() {
+            for (o, outcome) in TRANSFER_OUTCOMES.iter().enumerate() {
+                let value = self.transfers[k][o].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "peerdns_transfers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {value}"
+                );
+            }
+        }
         histogram(
             out,
             "peerdns_request_duration_seconds",

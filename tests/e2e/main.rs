@@ -19,5 +19,6 @@ mod protocol;
 mod recipes;
 mod soak;
 mod support;
+mod transfer;
 mod wait;
 mod watch;

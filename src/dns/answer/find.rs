@@ -154,10 +154,19 @@ pub fn find<'r>(
     let finding = match *parsed {
         Parsed::Forward { name, .. } => forward(authority, index, name, records, qtype),
         Parsed::Reverse { apex: true, .. } => apex(qtype),
-        Parsed::Reverse { address, .. } => match address.and_then(|ip| index.ptr(&ip)) {
+        Parsed::Reverse {
+            address: Some(ip), ..
+        } => match index.ptr(&ip) {
             Some(target) => typed(qtype, RecordType::PTR, Finding::Ptr(target)),
             None => Finding::NxDomain,
         },
+        // A partial reverse name exists when an address below it is claimed (an empty
+        // non-terminal, as in a transferred zone).
+        Parsed::Reverse {
+            prefix: Some(network),
+            ..
+        } if index.claims_within(&network) => existing(qtype),
+        Parsed::Reverse { .. } => Finding::NxDomain,
         Parsed::Outside => Finding::Refused,
     };
     match finding {
@@ -250,7 +259,14 @@ fn at_service<'r>(
 ) -> Finding<'r> {
     let listed = match &records.kind {
         ServiceKind::ExternalName(target) => return Finding::Cname(target),
-        ServiceKind::Headless if records.endpoints.is_empty() => return Finding::NxDomain,
+        // No ready endpoint: NXDOMAIN (R1), unless names below it exist (own names, seeds:
+        // R15), which make it an empty non-terminal, as it is in a transferred zone.
+        ServiceKind::Headless if records.endpoints.is_empty() => {
+            return match records.has_names_below() {
+                true => existing(qtype),
+                false => Finding::NxDomain,
+            };
+        }
         ServiceKind::Headless => Addresses::Ready(&records.endpoints),
         ServiceKind::ClusterIp(ips) => Addresses::ClusterIps(ips),
     };

@@ -30,6 +30,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 mod find;
 mod records;
 mod srv;
+mod zone;
 
 use super::name::{Parsed, parse};
 use crate::index::Index;
@@ -37,6 +38,7 @@ pub use find::SEEDS_LABEL;
 pub(crate) use find::{Finding, find, service_of};
 use records::Lookup;
 pub(crate) use srv::{SrvEntry, srv_entries, srv_weight};
+pub use zone::{PTR_PART, ZoneId};
 
 /// The SOA's refresh, retry and expire, in seconds (R8); the direct path writes the same.
 pub(crate) const SOA_TIMERS: [i32; 3] = [7200, 1800, 86400];

@@ -176,6 +176,11 @@ impl Authority {
 
     /// The zone's SOA record, with the negative TTL (R8, R9).
     pub fn soa(&self, index: &Index, zone: &Name) -> Record {
+        self.soa_at(zone, index.serial())
+    }
+
+    /// The zone's SOA record with `serial` (a transfer's snapshot's).
+    pub fn soa_at(&self, zone: &Name, serial: u32) -> Record {
         let primary = &self.zones[0];
         let mname = self.nameserver_name();
         let rname = primary
@@ -185,7 +190,7 @@ impl Authority {
         let soa = SOA::new(
             mname,
             rname,
-            index.serial(),
+            serial,
             refresh,
             retry,
             expire,
@@ -201,7 +206,7 @@ impl Authority {
 }
 
 /// `labels...` followed by `zone`, or `None` if the result is not a valid name.
-fn name_in_zone(zone: &Name, labels: &[&str]) -> Option<Name> {
+pub(super) fn name_in_zone(zone: &Name, labels: &[&str]) -> Option<Name> {
     let relative = Name::from_labels(labels.iter().map(|l| l.as_bytes())).ok()?;
     relative.append_domain(zone).ok()
 }
