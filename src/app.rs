@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{AdminState, serve_admin};
 use crate::config::{Config, ConfigError, SourceKind, parse_zone_name};
 use crate::dns::transfer::TransferSettings;
+use crate::dns::transfer::notify::spawn_notifiers;
 use crate::dns::{
     Authority, Listeners, RateLimitSettings, Responder, ServerSettings, TcpLimits, serve,
 };
@@ -161,6 +162,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         server_settings(config),
         shutdown.clone(),
     ));
+    let secondaries = config.transfer.as_ref().map(|t| t.notify.as_slice());
+    let mut tasks = spawn_notifiers(
+        secondaries.unwrap_or_default(),
+        Arc::new(responder.authority().clone()),
+        index.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let admin_listener = TcpListener::bind(config.admin.listen).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -193,7 +202,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         admin,
         lame_duck: Duration::from_millis(config.admin.lame_duck_ms),
         shutdown,
-        tasks: vec![server, source.task, admin_task],
+        tasks: {
+            tasks.extend([server, source.task, admin_task]);
+            tasks
+        },
     })
 }
 

@@ -469,12 +469,6 @@ impl Config {
             }
         }
         if let Some(transfer) = &self.transfer {
-            if !transfer.notify.is_empty() {
-                return Err(invalid(
-                    "transfer.notify".into(),
-                    "NOTIFY is not implemented yet; leave it out (secondaries poll by the SOA refresh)",
-                ));
-            }
             if transfer.tsig_key_file.is_some() {
                 return Err(invalid(
                     "transfer.tsig_key_file".into(),

@@ -77,6 +77,9 @@ struct Shared {
     /// Held by the writer while it publishes a change, and by a snapshot while it copies
     /// (`snapshot.rs`); never by a query.
     publication: Mutex<()>,
+    /// The serial as last published, for whoever waits for it to change (NOTIFY); the writer
+    /// sends without waiting, whether anyone listens or not.
+    serial_changes: tokio::sync::watch::Sender<u32>,
     synced: AtomicBool,
     /// Ready endpoint addresses over all published Services.
     endpoints: AtomicUsize,
@@ -104,6 +107,7 @@ impl Index {
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
             publication: Mutex::new(()),
+            serial_changes: tokio::sync::watch::Sender::new(initial_serial),
             synced: AtomicBool::new(false),
             endpoints: AtomicUsize::new(0),
             names: AtomicUsize::new(0),
@@ -201,6 +205,12 @@ impl Index {
     /// The SOA serial: it changes whenever an answer does.
     pub fn serial(&self) -> u32 {
         self.shared.serial.load(Ordering::Acquire)
+    }
+
+    /// A receiver that wakes when the serial moves or the index turns synced (it holds the
+    /// serial last published).
+    pub fn serial_changes(&self) -> tokio::sync::watch::Receiver<u32> {
+        self.shared.serial_changes.subscribe()
     }
 
     /// Whether every source has delivered its first complete state (R11).

@@ -235,6 +235,8 @@ impl IndexWriter {
     /// Declares the first complete state delivered: negative answers stop being SERVFAIL (R11).
     pub fn mark_synced(&self) {
         self.shared.synced.store(true, Ordering::Release);
+        let serial = self.shared.serial.load(Ordering::Acquire);
+        self.shared.serial_changes.send_replace(serial);
     }
 
     /// The keys of every stored Service object (not of slices waiting for their Service).
@@ -343,7 +345,12 @@ impl IndexWriter {
                 replaced.retire();
             }
             self.update_claims(&old_claims, &new_claims);
-            self.shared.serial.fetch_add(1, Ordering::AcqRel);
+            let serial = self
+                .shared
+                .serial
+                .fetch_add(1, Ordering::AcqRel)
+                .wrapping_add(1);
+            self.shared.serial_changes.send_replace(serial);
         }
         let empty = self
             .services

@@ -58,6 +58,22 @@ pub enum TransferOutcome {
     Aborted,
 }
 
+/// NOTIFY events counted.
+const NOTIFY_EVENTS: [&str; 4] = ["sent", "acknowledged", "refused", "timed_out"];
+
+/// One NOTIFY event (RFC 1996), for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// A NOTIFY sent to a secondary.
+    Sent,
+    /// Answered NOERROR.
+    Acknowledged,
+    /// Answered with an error rcode (the secondary does not take the zone from us).
+    Refused,
+    /// Not answered in time (it is sent again).
+    TimedOut,
+}
+
 /// What response rate limiting did with one UDP response over its client's rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RateLimited {
@@ -122,6 +138,7 @@ pub struct Metrics {
     tcp_rejected: AtomicU64,
     udp_holds: AtomicU64,
     transfers: [[AtomicU64; TRANSFER_OUTCOMES.len()]; TRANSFER_KINDS.len()],
+    notify: [AtomicU64; NOTIFY_EVENTS.len()],
     duration: LatencyHistogram,
     started: SystemTime,
 }
@@ -138,6 +155,7 @@ impl Default for Metrics {
             tcp_rejected: AtomicU64::new(0),
             udp_holds: AtomicU64::new(0),
             transfers: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            notify: std::array::from_fn(|_| AtomicU64::new(0)),
             duration: LatencyHistogram::default(),
             started: SystemTime::now(),
         }
@@ -207,6 +225,16 @@ impl Metrics {
             .map_or(0, |k| {
                 self.transfers[k][outcome as usize].load(Ordering::Relaxed)
             })
+    }
+
+    /// Counts one NOTIFY event.
+    pub fn record_notify(&self, event: NotifyEvent) {
+        self.notify[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// NOTIFY events of one kind so far.
+    pub fn notify_events(&self, event: NotifyEvent) -> u64 {
+        self.notify[event as usize].load(Ordering::Relaxed)
     }
 
     /// Counts one hold of a UDP worker under sustained load (`dns.udp_coalesce_us`).
@@ -308,6 +336,16 @@ impl Metrics {
                     "peerdns_transfers_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {value}"
                 );
             }
+        }
+        header(
+            out,
+            "peerdns_notify_total",
+            "counter",
+            "NOTIFY messages to secondaries (transfer.notify): sent, and their answers: acknowledged, refused, timed_out (sent again).",
+        );
+        for (e, event) in NOTIFY_EVENTS.iter().enumerate() {
+            let value = self.notify[e].load(Ordering::Relaxed);
+            let _ = writeln!(out, "peerdns_notify_total{{event=\"{event}\"}} {value}");
         }
         histogram(
             out,

@@ -63,8 +63,12 @@ fn free_port() -> u16 {
 impl Knot {
     /// Starts knotd as a secondary of `zones`, pulling from `primary`.
     fn start(primary: SocketAddr, zones: &[&str]) -> Knot {
+        Knot::start_on(free_port(), primary, zones)
+    }
+
+    /// [`Knot::start`] on `port`.
+    fn start_on(port: u16, primary: SocketAddr, zones: &[&str]) -> Knot {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let run = dir.path().display();
         let zone_list: String = zones
             .iter()
@@ -471,4 +475,130 @@ async fn transfers_are_refused_outside_allow_and_without_the_transfer_section() 
         "not our zone"
     );
     allowed.stop().await;
+}
+
+/// A headless Service `web` with `ready` ready pods and `starting` not-ready ones, and a
+/// ClusterIP Service `api` unless `without_api`, plus `extra` when given.
+fn editable_cluster(ready: u32, starting: u32, without_api: bool, extra: Option<&str>) -> String {
+    let mut endpoints = String::new();
+    for i in 0..ready + starting {
+        let ready = i < ready;
+        endpoints.push_str(&format!(
+            "  - {{addresses: [\"10.7.0.{}\"], hostname: web-{i}, conditions: {{ready: {ready}}}}}\n",
+            i + 1
+        ));
+    }
+    let mut text = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: live}}\nspec:\n  clusterIP: None\n  ports: [{{name: peer, port: 7000}}]\n---\n\
+         apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  namespace: live\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{name: peer, port: 7000, protocol: TCP}}]\nendpoints:\n{endpoints}"
+    );
+    if !without_api {
+        text.push_str("---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: live}\nspec:\n  clusterIP: 10.96.7.1\n  ports: [{name: http, port: 80}]\n");
+    }
+    if let Some(extra) = extra {
+        text.push_str("---\n");
+        text.push_str(extra);
+    }
+    text
+}
+
+/// Waits until `knot` answers `name` `rtype` as `peerdns` does (after a change), within 5 s.
+async fn wait_until_same(peerdns: SocketAddr, knot: &Knot, name: &str, rtype: RecordType) {
+    let started = Instant::now();
+    let ask = Ask::new(name, rtype);
+    loop {
+        let ours = comparable(&query(peerdns, &ask, Over::Tcp).await);
+        let theirs = comparable(&query(knot.address, &ask, Over::Tcp).await);
+        if ours == theirs {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "knot still answers {name} {rtype} differently:\n peerdns {ours}\n knot    {theirs}\nits log:\n{}",
+            knot.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn changes_reach_a_knot_secondary_through_notify() {
+    if !knot_available("knot secondary (notify)") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.yaml");
+    std::fs::write(&file, editable_cluster(3, 0, false, None)).unwrap();
+    let knot_port = free_port();
+    let mut config: Config = config_for(&file);
+    config.dns.nameserver_addresses = vec!["192.0.2.53".parse().unwrap()];
+    config.dns.reverse_zones = vec!["in-addr.arpa".into()];
+    config.transfer = Some(TransferConfig {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        notify: vec![SocketAddr::from(([127, 0, 0, 1], knot_port))],
+        ..TransferConfig::default()
+    });
+    let running = peerdns::app::start(&config).await.expect("server starts");
+    let address = running.addresses[0];
+    let knot = Knot::start_on(knot_port, address, &["cluster.local", "in-addr.arpa"]);
+    knot.wait_for_serial("cluster.local.", running.index.serial())
+        .await;
+
+    let web = "web.live.svc.cluster.local.";
+    // Rewrites the cluster file and waits until peerdns serves the change (its serial moves).
+    let edit = async |text: String| {
+        let before = running.index.serial();
+        std::fs::write(&file, text).unwrap();
+        let started = Instant::now();
+        while running.index.serial() == before {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the edit was never loaded"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    // Scale up: a fourth ready pod.
+    edit(editable_cluster(4, 0, false, None)).await;
+    wait_until_same(address, &knot, web, RecordType::A).await;
+    wait_until_same(
+        address,
+        &knot,
+        "web-3.web.live.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    wait_until_same(address, &knot, "4.0.7.10.in-addr.arpa.", RecordType::PTR).await;
+    // A pod turns not ready.
+    edit(editable_cluster(3, 1, false, None)).await;
+    wait_until_same(address, &knot, web, RecordType::SRV).await;
+    // A new Service, then a deleted one.
+    let new_service = "apiVersion: v1\nkind: Service\nmetadata: {name: cache, namespace: live}\nspec:\n  clusterIP: 10.96.7.2\n";
+    edit(editable_cluster(3, 1, false, Some(new_service))).await;
+    wait_until_same(
+        address,
+        &knot,
+        "cache.live.svc.cluster.local.",
+        RecordType::A,
+    )
+    .await;
+    edit(editable_cluster(3, 1, true, Some(new_service))).await;
+    wait_until_same(address, &knot, "api.live.svc.cluster.local.", RecordType::A).await;
+    knot.wait_for_serial("cluster.local.", running.index.serial())
+        .await;
+
+    let metrics = &running.admin.metrics;
+    let acknowledged = metrics.notify_events(peerdns::metrics::NotifyEvent::Acknowledged);
+    let events = [
+        peerdns::metrics::NotifyEvent::Sent,
+        peerdns::metrics::NotifyEvent::Refused,
+        peerdns::metrics::NotifyEvent::TimedOut,
+    ]
+    .map(|event| metrics.notify_events(event));
+    assert!(
+        acknowledged >= 4,
+        "{acknowledged} NOTIFYs acknowledged (sent, refused, timed out: {events:?}); knot's log:\n{}",
+        knot.log()
+    );
+    running.stop().await;
 }

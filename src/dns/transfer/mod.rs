@@ -19,6 +19,7 @@
 //! records of one snapshot between two copies of that snapshot's SOA; nothing here decides a
 //! record: `answer/zone.rs` asks the one rule engine for every name.
 
+pub mod notify;
 mod stream;
 
 use std::net::{IpAddr, SocketAddr};
