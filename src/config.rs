@@ -468,13 +468,15 @@ impl Config {
                 return Err(invalid(field.into(), &reason));
             }
         }
-        if let Some(transfer) = &self.transfer {
-            if transfer.tsig_key_file.is_some() {
-                return Err(invalid(
-                    "transfer.tsig_key_file".into(),
-                    "TSIG is not implemented yet; leave it out and restrict transfer.allow",
-                ));
-            }
+        if self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.tsig_key_file.is_some())
+        {
+            return Err(invalid(
+                "transfer.tsig_key_file".into(),
+                "TSIG is not implemented yet; leave it out and restrict transfer.allow",
+            ));
         }
         if self.source.poll_interval_ms == 0 {
             return Err(invalid(
