@@ -142,6 +142,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let authority = authority(config)?;
     let (index, mut writer) = Index::new(initial_serial(), config.dns.srv_target);
     writer.set_not_ready_names(config.dns.not_ready_names);
+    writer.set_history_limit(config.transfer.as_ref().map_or(0, |t| t.ixfr_history));
     let shutdown = CancellationToken::new();
     let listeners = Listeners::bind(&config.dns.listen).await?;
     let addresses = listeners.local_addresses();
@@ -150,12 +151,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         SourceKind::Kubernetes => start_kubernetes_source(config, writer, &shutdown).await?,
     };
     let metrics = Arc::new(Metrics::default());
-    let responder = Arc::new(Responder::new(
+    let mut responder = Responder::new(
         authority,
         index.clone(),
         config.dns.max_udp_payload,
         metrics.clone(),
-    ));
+    );
+    if let Some(transfer) = &config.transfer {
+        responder = responder.with_transfers(TransferSettings {
+            allow: transfer.allow.clone(),
+        });
+    }
+    let responder = Arc::new(responder);
     let server = tokio::spawn(serve(
         listeners,
         responder.clone(),
@@ -225,11 +232,6 @@ pub fn server_settings(config: &Config) -> ServerSettings {
             responses_per_second: limits.rrl_responses_per_second,
             slip: limits.rrl_slip,
         },
-        transfers: config.transfer.as_ref().map(|transfer| {
-            Arc::new(TransferSettings {
-                allow: transfer.allow.clone(),
-            })
-        }),
     }
 }
 

@@ -92,7 +92,7 @@ pub struct Config {
 }
 
 /// Zone transfers (`[transfer]`): who may pull the zones, who is told of changes.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransferConfig {
     /// Networks (CIDRs) whose clients may AXFR and IXFR over TCP; empty: nobody.
@@ -101,7 +101,24 @@ pub struct TransferConfig {
     pub notify: Vec<SocketAddr>,
     /// A TSIG key (RFC 8945) that transfer requests must be signed with.
     pub tsig_key_file: Option<PathBuf>,
+    /// Serial steps kept for IXFR (each holds the changed Service's replaced records); an
+    /// IXFR from an older serial gets the whole zone.
+    pub ixfr_history: usize,
 }
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            notify: Vec::new(),
+            tsig_key_file: None,
+            ixfr_history: 1000,
+        }
+    }
+}
+
+/// Most serial steps `transfer.ixfr_history` may keep.
+const MAX_IXFR_HISTORY: usize = 1_000_000;
 
 /// The admin HTTP listener (`/livez`, `/readyz`, `/metrics`, `/debug/explain`) and shutdown.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -467,6 +484,14 @@ impl Config {
                 );
                 return Err(invalid(field.into(), &reason));
             }
+        }
+        if self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.ixfr_history > MAX_IXFR_HISTORY)
+        {
+            let reason = format!("must be at most {MAX_IXFR_HISTORY}");
+            return Err(invalid("transfer.ixfr_history".into(), &reason));
         }
         if self
             .transfer

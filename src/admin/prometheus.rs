@@ -50,6 +50,12 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         "The SOA serial (changes whenever an answer does).",
         f64::from(index.serial()),
     );
+    gauge(
+        &mut out,
+        "peerdns_ixfr_history_changes",
+        "Serial steps kept for IXFR (transfer.ixfr_history at most; 0 without [transfer]).",
+        index.history_len() as f64,
+    );
     header(
         &mut out,
         "peerdns_source_synced",

@@ -31,7 +31,7 @@ use hickory_proto::ProtoError;
 use hickory_proto::op::{
     Edns, EmitAndCount, Header, MessageType, Metadata, OpCode, ResponseCode, emit_message_parts,
 };
-use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder, NameEncoding};
 use hickory_server::net::xfer::Protocol as WireProtocol;
 use hickory_server::server::Request;
@@ -39,6 +39,7 @@ use hickory_server::zone_handler::Queries;
 
 use super::answer::{Answer, Authority};
 use super::fit::{Cuttable, cut_to_fit};
+use super::transfer::TransferSettings;
 use super::wire::reader::name_end;
 use crate::index::Index;
 pub use crate::metrics::Transport;
@@ -62,6 +63,8 @@ pub struct Responder {
     index: Index,
     max_udp_payload: u16,
     metrics: Arc<Metrics>,
+    /// Who may transfer the zones; `None`: transfers are not configured (REFUSED, R13).
+    transfers: Option<Arc<TransferSettings>>,
 }
 
 impl Responder {
@@ -78,7 +81,19 @@ impl Responder {
             index,
             max_udp_payload,
             metrics,
+            transfers: None,
         }
+    }
+
+    /// This responder, with zone transfers served to the clients `settings` allow (R14).
+    pub fn with_transfers(mut self, settings: TransferSettings) -> Self {
+        self.transfers = Some(Arc::new(settings));
+        self
+    }
+
+    /// Who may transfer the zones, when transfers are configured.
+    pub fn transfers(&self) -> Option<&TransferSettings> {
+        self.transfers.as_deref()
     }
 
     /// The answer rules' settings.
@@ -174,12 +189,40 @@ impl Responder {
             return (Some(reply(ResponseCode::FormErr, None)), outcome);
         };
         let original = query.original();
+        if let Some(answer) = self.ixfr_over_udp(original.name(), original.query_type(), src) {
+            outcome.rcode = Some(answer.rcode);
+            return (Some(reply(answer.rcode, Some(answer))), outcome);
+        }
         let answer = self
             .authority
             .answer(&self.index, original.name(), original.query_type());
         outcome.rcode = Some(answer.rcode);
         outcome.nodata = answer.rcode == ResponseCode::NoError && answer.answers.is_empty();
         (Some(reply(answer.rcode, Some(answer))), outcome)
+    }
+}
+
+impl Responder {
+    /// An IXFR over UDP from a client allowed to transfer, at a zone's apex: the current SOA
+    /// alone (RFC 1995 section 2: the client is up to date, or retries over TCP); `None` for
+    /// any other question (the rules answer it: REFUSED for a transfer).
+    fn ixfr_over_udp(&self, qname: &Name, qtype: RecordType, src: SocketAddr) -> Option<Answer> {
+        let allowed = self.transfers.as_ref()?.allows(src.ip());
+        if qtype != RecordType::IXFR || !allowed || !self.index.is_synced() {
+            return None;
+        }
+        let zone = self.authority.zone_at(&qname.to_lowercase())?;
+        let mut soa = self
+            .authority
+            .soa(&self.index, self.authority.zone_name(zone));
+        soa.name = qname.to_lowercase();
+        Some(Answer {
+            rcode: ResponseCode::NoError,
+            authoritative: true,
+            answers: vec![soa],
+            authority: Vec::new(),
+            additional: Vec::new(),
+        })
     }
 }
 

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use super::message::Responder;
 use super::ratelimit::{RateLimitSettings, RateLimiter};
 use super::tcp::{TcpLimits, connection_slots};
-use super::transfer::TransferSettings;
 
 /// Bound UDP sockets and TCP listeners, one pair per listen address.
 #[derive(Debug)]
@@ -80,7 +79,7 @@ fn annotate(error: io::Error, transport: &str, address: SocketAddr) -> io::Error
 }
 
 /// Transport settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct ServerSettings {
     /// UDP worker threads (and sockets) per listen address.
     pub udp_loops: usize,
@@ -90,8 +89,6 @@ pub struct ServerSettings {
     pub tcp: TcpLimits,
     /// UDP response rate limiting (off when the rate is 0).
     pub rate_limit: RateLimitSettings,
-    /// Zone transfers over TCP (R14); `None`: not configured, AXFR and IXFR are REFUSED.
-    pub transfers: Option<Arc<TransferSettings>>,
 }
 
 /// Serves every listener until `shutdown` is cancelled, then waits for in-flight work.
@@ -150,7 +147,6 @@ pub async fn serve(
             listener,
             responder,
             settings.tcp,
-            settings.transfers.clone(),
             slots.clone(),
             shutdown,
         ));

@@ -84,7 +84,6 @@ pub async fn serve_tcp(
     listener: TcpListener,
     responder: Arc<Responder>,
     limits: TcpLimits,
-    transfers: Option<Arc<TransferSettings>>,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
@@ -101,7 +100,6 @@ pub async fn serve_tcp(
                         peer,
                         responder: responder.clone(),
                         limits,
-                        transfers: transfers.clone(),
                         shutdown: shutdown.clone(),
                     };
                     connections.spawn(connection.run(stream, slot));
@@ -130,7 +128,6 @@ struct Connection {
     peer: SocketAddr,
     responder: Arc<Responder>,
     limits: TcpLimits,
-    transfers: Option<Arc<TransferSettings>>,
     shutdown: CancellationToken,
 }
 
@@ -157,7 +154,7 @@ impl Connection {
         let mut message = Vec::with_capacity(512);
         let mut answered: u32 = 0;
         while self.read_message(&mut stream, &mut message).await? {
-            if let Some(settings) = &self.transfers
+            if let Some(settings) = self.responder.transfers()
                 && let Some(kind) = asks_transfer(&message)
             {
                 self.transfer(&mut stream, &message, settings, kind).await?;

@@ -22,6 +22,7 @@
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
 mod departures;
+mod history;
 mod inline;
 mod key;
 mod label;
@@ -38,6 +39,7 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 
+pub use history::{Changes, PtrChange, ServiceChange};
 use key::{MAX_KEY_LEN, MapKey, key_bytes};
 pub use label::{Label, dashed_ip, undashed_ip};
 pub use not_ready::NotReadyEndpoint;
@@ -59,6 +61,15 @@ pub struct PtrTarget {
     pub service: Arc<ServiceKey>,
 }
 
+impl From<&PtrClaim> for PtrTarget {
+    fn from(claim: &PtrClaim) -> Self {
+        PtrTarget {
+            label: claim.label.clone(),
+            service: claim.service.clone(),
+        }
+    }
+}
+
 /// The hash of the name maps: foldhash, seeded per process. Their keys come from the
 /// Kubernetes API (or the cluster file), not from DNS clients, and a lookup hashes on every
 /// query, where SipHash cost several percent of the CPU.
@@ -74,9 +85,9 @@ struct Shared {
     /// Every Service's claims on each address; the best one is answered (R7).
     ptr: PtrMap,
     serial: AtomicU32,
-    /// Held by the writer while it publishes a change, and by a snapshot while it copies
-    /// (`snapshot.rs`); never by a query.
-    publication: Mutex<()>,
+    /// Held by the writer while it publishes a change (and records it in the history), and by
+    /// a snapshot while it copies (`snapshot.rs`); never by a query.
+    publication: Mutex<history::History>,
     /// The serial as last published, for whoever waits for it to change (NOTIFY); the writer
     /// sends without waiting, whether anyone listens or not.
     serial_changes: tokio::sync::watch::Sender<u32>,
@@ -106,7 +117,7 @@ impl Index {
             namespaces: DashMap::with_hasher(NameHasher::default()),
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
-            publication: Mutex::new(()),
+            publication: Mutex::new(history::History::default()),
             serial_changes: tokio::sync::watch::Sender::new(initial_serial),
             synced: AtomicBool::new(false),
             endpoints: AtomicUsize::new(0),

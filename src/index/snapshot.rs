@@ -42,6 +42,30 @@ pub struct Snapshot {
 }
 
 impl Index {
+    /// The changes from `serial` to the current serial, condensed, with the current serial;
+    /// `None` when the history does not reach back to `serial` (or is off).
+    pub fn changes_since(&self, serial: u32) -> Option<(u32, super::Changes)> {
+        let history = self
+            .shared
+            .publication
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.serial();
+        history
+            .since(serial, current)
+            .map(|changes| (current, changes))
+    }
+
+    /// How many serial steps the history holds.
+    pub fn history_len(&self) -> usize {
+        let history = self
+            .shared
+            .publication
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        history.len()
+    }
+
     /// Copies the published state at one serial; with `with_ptr`, the PTR targets too (a
     /// reverse zone's transfer needs them, a forward zone's does not).
     pub fn snapshot(&self, with_ptr: bool) -> Snapshot {

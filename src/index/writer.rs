@@ -31,13 +31,14 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
+use super::history::PtrChange;
 use super::label::Label;
 use super::label::dashed_ip;
 use super::not_ready::{NotReadyEndpoint, not_ready_of};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{RecordSettings, ServiceRecords};
 use super::stored::{Slices, StoredService, StoredSlice};
-use super::{MapKey, Shared};
+use super::{MapKey, PtrTarget, Shared};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
@@ -100,6 +101,16 @@ impl IndexWriter {
     /// (R15, `dns.not_ready_names`), as if each carried the annotation. Set it before loading.
     pub fn set_not_ready_names(&mut self, on: bool) {
         self.settings.not_ready_names = on;
+    }
+
+    /// Keeps the last `limit` changes for incremental transfers (0, the default: none).
+    pub fn set_history_limit(&mut self, limit: usize) {
+        let mut history = self
+            .shared
+            .publication
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        history.set_limit(limit);
     }
 
     /// Ends the grace of departed endpoints whose time is up; call it periodically.
@@ -334,22 +345,21 @@ impl IndexWriter {
             let old_claims = claims(state.published.as_deref()).unwrap_or_default();
             let new_claims = claims(records.as_deref()).unwrap_or_default();
             let replaced = std::mem::replace(&mut state.published, records.clone());
-            // A snapshot sees this change whole or not at all, serial included.
+            // A snapshot sees this change whole or not at all, serial and history included.
             let shared = self.shared.clone();
-            let _publication = shared
+            let mut history = shared
                 .publication
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            self.publish_service(key, records, was_named);
-            if let Some(replaced) = replaced {
+            self.publish_service(key, records.clone(), was_named);
+            if let Some(replaced) = &replaced {
                 replaced.retire();
             }
-            self.update_claims(&old_claims, &new_claims);
-            let serial = self
-                .shared
-                .serial
-                .fetch_add(1, Ordering::AcqRel)
-                .wrapping_add(1);
+            let ptr = self.update_claims(&old_claims, &new_claims, history.is_on());
+            let before = self.shared.serial.fetch_add(1, Ordering::AcqRel);
+            let serial = before.wrapping_add(1);
+            history.record(before, serial, shared_key.clone(), replaced, records, ptr);
+            drop(history);
             self.shared.serial_changes.send_replace(serial);
         }
         let empty = self
@@ -389,7 +399,14 @@ impl IndexWriter {
     /// Applies the difference between a Service's old and new claims (both sorted): each
     /// address whose claims changed gets its new claims in one write, so a reader sees the
     /// address before the change or after it.
-    fn update_claims(&mut self, old: &[(IpAddr, PtrClaim)], new: &[(IpAddr, PtrClaim)]) {
+    /// Returns, when `changes` is set, the addresses whose answered PTR target moved.
+    fn update_claims(
+        &mut self,
+        old: &[(IpAddr, PtrClaim)],
+        new: &[(IpAddr, PtrClaim)],
+        changes: bool,
+    ) -> Vec<PtrChange> {
+        let mut moved = Vec::new();
         let (mut old, mut new) = (old, new);
         loop {
             let ip = match (old.first(), new.first()) {
@@ -407,30 +424,38 @@ impl IndexWriter {
             let (before, rest_old) = old.split_at(split(old));
             let (after, rest_new) = new.split_at(split(new));
             if before != after {
-                self.publish_ptr(ip, before, after);
+                let change = self.publish_ptr(ip, before, after);
+                if changes && change.1 != change.2 {
+                    moved.push(change);
+                }
             }
             (old, new) = (rest_old, rest_new);
         }
+        moved
     }
 
-    /// Replaces `removed` by `added` among the claims on `ip`.
+    /// Replaces `removed` by `added` among the claims on `ip`; returns the answered target
+    /// before and after.
     fn publish_ptr(
         &mut self,
         ip: IpAddr,
         removed: &[(IpAddr, PtrClaim)],
         added: &[(IpAddr, PtrClaim)],
-    ) {
+    ) -> PtrChange {
         let current = self.shared.ptr.read(&ip, Claims::clone);
         let claims = Claims::updated(
             current.as_ref(),
             removed.iter().map(|(_, claim)| claim),
             added.iter().map(|(_, claim)| claim),
         );
+        let target = |claims: Option<&Claims>| claims.map(|c| PtrTarget::from(c.best()));
+        let change = (ip, target(current.as_ref()), target(claims.as_ref()));
         match claims {
             Some(claims) if current.as_ref() != Some(&claims) => self.shared.ptr.insert(ip, claims),
             Some(_) => {}
             None => self.shared.ptr.remove(&ip),
         }
+        change
     }
 }
 

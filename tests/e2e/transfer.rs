@@ -85,6 +85,9 @@ impl Knot {
             primary.ip(),
             primary.port(),
         );
+        for folder in ["db", "zones"] {
+            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+        }
         let config_path = dir.path().join("knot.conf");
         std::fs::write(&config_path, config).unwrap();
         let child = Command::new("knotd")
@@ -600,5 +603,58 @@ async fn changes_reach_a_knot_secondary_through_notify() {
         "{acknowledged} NOTIFYs acknowledged (sent, refused, timed out: {events:?}); knot's log:\n{}",
         knot.log()
     );
+    // Knot's own log: one AXFR per zone to start, then only IXFRs (the changes, not the zone).
+    let log = knot.log();
+    let axfrs = log.matches("AXFR, incoming").count();
+    let ixfrs = log
+        .lines()
+        .filter(|line| line.contains("IXFR, incoming") && line.contains("finished"))
+        .count();
+    assert_eq!(
+        axfrs,
+        2 * 2,
+        "two AXFR lines (started, finished) per zone:\n{log}"
+    );
+    assert!(ixfrs >= 4, "{ixfrs} IXFRs:\n{log}");
+    assert!(!log.contains("fallback"), "no fallback to AXFR:\n{log}");
     running.stop().await;
+}
+
+/// An IXFR request for `zone` from `serial` (its SOA in the authority section).
+fn ixfr_request(zone: &str, serial: u32) -> Vec<u8> {
+    let apex = Name::from_ascii(zone).unwrap();
+    let mut message = Message::new(0x5151, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(apex.clone(), RecordType::IXFR));
+    let soa = hickory_proto::rr::rdata::SOA::new(apex.clone(), apex.clone(), serial, 1, 1, 1, 1);
+    message.add_authority(Record::from_rdata(apex, 0, RData::SOA(soa)));
+    message.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn an_ixfr_over_udp_gets_the_current_soa_alone() {
+    let cluster = root().join("config/cluster.yaml");
+    let allowed = primary(&cluster, &["127.0.0.0/8"]).await;
+    let server = allowed.addresses[0];
+    let serial = allowed.index.serial();
+    let reply = crate::support::udp_raw(server, &ixfr_request("cluster.local.", 1))
+        .await
+        .expect("an answer");
+    let reply = Message::from_vec(&reply).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+    assert!(reply.metadata.authoritative);
+    assert_eq!(reply.answers.len(), 1, "the SOA alone: retry over TCP");
+    match &reply.answers[0].data {
+        RData::SOA(soa) => assert_eq!(soa.serial, serial),
+        other => panic!("not an SOA: {other:?}"),
+    }
+    allowed.stop().await;
+
+    let elsewhere = primary(&cluster, &["10.0.0.0/8"]).await;
+    let reply = crate::support::udp_raw(elsewhere.addresses[0], &ixfr_request("cluster.local.", 1))
+        .await
+        .expect("an answer");
+    let reply = Message::from_vec(&reply).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert!(reply.answers.is_empty());
+    elsewhere.stop().await;
 }

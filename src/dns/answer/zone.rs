@@ -18,13 +18,20 @@
 //! same records in the same order; a name outside the zone (a longer zone inside it, a name
 //! over 255 bytes) is left out.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use hickory_proto::rr::{Name, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 
 use super::Authority;
 use super::find::{Finding, find};
 use super::records::{Lookup, name_in_zone};
 use crate::dns::name::{ForwardName, Parsed, parse};
-use crate::index::{Index, ServiceRecords, Snapshot, SnapshotService, dashed_ip};
+use crate::index::{
+    Changes, Index, PtrTarget, ServiceRecords, Snapshot, SnapshotService, dashed_ip,
+};
+use crate::model::ServiceKey;
 use crate::model::ServiceKind;
 
 /// Addresses per part of a reverse zone.
@@ -98,6 +105,80 @@ impl Authority {
         }
         Some(ask.records)
     }
+}
+
+impl Authority {
+    /// What changed in `zone` between two states (`changes`, from the index's history): the
+    /// records to delete and those to add, each listed as a full transfer of either state
+    /// would list it.
+    pub fn zone_difference(
+        &self,
+        index: &Index,
+        zone: ZoneId,
+        changes: &Changes,
+    ) -> (Vec<Record>, Vec<Record>) {
+        let ask = |records: Option<&Arc<ServiceRecords>>, key: &ServiceKey| {
+            let mut asker = Asker {
+                authority: self,
+                index,
+                zone,
+                records: Vec::new(),
+            };
+            if let Some(records) = records {
+                asker.service(&SnapshotService {
+                    namespace: key.namespace.as_str().into(),
+                    name: key.name.as_str().into(),
+                    records: records.clone(),
+                });
+            }
+            asker.records
+        };
+        let (mut deleted, mut added) = (Vec::new(), Vec::new());
+        if let ZoneId::Forward(_) = zone {
+            for change in &changes.services {
+                let old = ask(change.old.as_ref(), &change.key);
+                let new = ask(change.new.as_ref(), &change.key);
+                let (gone, came) = difference(old, new);
+                deleted.extend(gone);
+                added.extend(came);
+            }
+        } else {
+            let ptr = |target: &Option<PtrTarget>, ip| {
+                let mut asker = Asker {
+                    authority: self,
+                    index,
+                    zone,
+                    records: Vec::new(),
+                };
+                if let Some(target) = target {
+                    asker.ptr(ip, target);
+                }
+                asker.records
+            };
+            for (ip, old, new) in &changes.ptr {
+                let (gone, came) = difference(ptr(old, *ip), ptr(new, *ip));
+                deleted.extend(gone);
+                added.extend(came);
+            }
+        }
+        (deleted, added)
+    }
+}
+
+/// The records of `old` not in `new`, and those of `new` not in `old`, each in its order.
+fn difference(old: Vec<Record>, new: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
+    let wire = |record: &Record| record.to_bytes().unwrap_or_default();
+    let old_set: HashSet<Vec<u8>> = old.iter().map(wire).collect();
+    let new_set: HashSet<Vec<u8>> = new.iter().map(wire).collect();
+    let gone = old
+        .into_iter()
+        .filter(|r| !new_set.contains(&wire(r)))
+        .collect();
+    let came = new
+        .into_iter()
+        .filter(|r| !old_set.contains(&wire(r)))
+        .collect();
+    (gone, came)
 }
 
 /// Asks [`find`] about names of one zone and keeps the answers.
@@ -207,7 +288,7 @@ impl Asker<'_> {
 
     /// The PTR record of one address, when its name falls in this zone (not in a longer
     /// reverse zone inside it).
-    fn ptr(&mut self, ip: std::net::IpAddr, target: &crate::index::PtrTarget) {
+    fn ptr(&mut self, ip: std::net::IpAddr, target: &PtrTarget) {
         let name = Name::from(ip).to_lowercase();
         let authority = self.authority;
         match parse(&name, &authority.zones, &authority.reverse_zones) {

@@ -31,6 +31,7 @@ use ipnet::IpNet;
 use super::answer::{Authority, ZoneId};
 use super::wire::reader::{HEADER_LEN, name_end};
 use crate::index::Index;
+use stream::Body;
 pub use stream::{MAX_MESSAGE, TransferStream};
 
 /// Who may transfer the zones.
@@ -129,16 +130,45 @@ pub fn admit(
         },
         TransferKind::Axfr => None,
     };
-    let snapshot = index.snapshot(matches!(zone, ZoneId::Reverse(_)));
-    let up_to_date = client_serial.is_some_and(|serial| !serial_lt(serial, snapshot.serial));
+    let body = match client_serial {
+        Some(serial) => incremental(authority, index, zone, serial),
+        None => None,
+    };
+    let body =
+        body.unwrap_or_else(|| Body::Full(index.snapshot(matches!(zone, ZoneId::Reverse(_)))));
     Ok(TransferStream::new(
         message.metadata.id,
         query.clone(),
         kind,
         zone,
-        snapshot,
-        up_to_date,
+        body,
     ))
+}
+
+/// The answer to an IXFR from `client_serial`: the SOA alone when the client is current (or
+/// ahead), the condensed changes when the history reaches back to its serial; `None` (a full
+/// transfer) otherwise.
+fn incremental(
+    authority: &Authority,
+    index: &Index,
+    zone: ZoneId,
+    client_serial: u32,
+) -> Option<Body> {
+    let current = index.serial();
+    if !serial_lt(client_serial, current) {
+        return Some(Body::UpToDate(current));
+    }
+    let (serial, changes) = index.changes_since(client_serial)?;
+    let (deleted, added) = authority.zone_difference(index, zone, &changes);
+    let name = authority.zone_name(zone);
+    let mut records = Vec::with_capacity(deleted.len() + added.len() + 4);
+    records.push(authority.soa_at(name, serial));
+    records.push(authority.soa_at(name, client_serial));
+    records.extend(deleted);
+    records.push(authority.soa_at(name, serial));
+    records.extend(added);
+    records.push(authority.soa_at(name, serial));
+    Some(Body::Incremental { serial, records })
 }
 
 /// The serial of the SOA an IXFR request carries in its authority section.

@@ -1,9 +1,9 @@
-//! One admitted transfer, as the messages to send: the snapshot's SOA, the zone's records part
-//! by part, the SOA again (RFC 5936 section 2.2), packed into messages of at most
-//! [`MAX_MESSAGE`] bytes.
+//! One admitted transfer, as the messages to send, packed into messages of at most
+//! [`MAX_MESSAGE`] bytes: a full zone (the snapshot's SOA, the zone's records part by part,
+//! the SOA again: RFC 5936 section 2.2), the SOA alone, or an incremental difference.
 //!
-//! Invariants: at most one part of the zone is held at a time, besides the records not yet
-//! sent; every message fits a TCP frame (records are counted at their uncompressed size, and
+//! Invariants: a full transfer holds at most one part of the zone at a time, besides the
+//! records not yet sent; every message fits a TCP frame (records are counted at their uncompressed size, and
 //! compression only shrinks them); the first message alone carries the question; a record is
 //! sent once, in order.
 
@@ -22,15 +22,33 @@ pub const MAX_MESSAGE: usize = u16::MAX as usize;
 /// A DNS header's bytes.
 const HEADER: usize = 12;
 
+/// What a transfer sends between its question and its end.
+#[derive(Debug)]
+pub(super) enum Body {
+    /// The whole zone from a snapshot, between two copies of its SOA (AXFR, or IXFR without
+    /// the history asked).
+    Full(Snapshot),
+    /// The SOA at `serial` alone: the client is up to date (IXFR).
+    UpToDate(u32),
+    /// An incremental transfer to `serial`, its records in order (IXFR, RFC 1995 section 4:
+    /// the new SOA, the old SOA, deletions, the new SOA, additions, the new SOA).
+    Incremental {
+        /// The serial transferred.
+        serial: u32,
+        /// Every record to send.
+        records: Vec<Record>,
+    },
+}
+
 /// Where a transfer stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
-    /// The opening SOA is not sent yet.
+    /// A full transfer whose opening SOA is not queued yet.
     Opening,
     /// Listing the zone's parts from `next_part`.
     Listing,
-    /// Every part listed; the closing SOA is queued.
-    Closing,
+    /// Everything is queued; sending what is left.
+    Draining,
     /// Everything sent.
     Done,
 }
@@ -42,38 +60,47 @@ pub struct TransferStream {
     query: Query,
     kind: TransferKind,
     zone: ZoneId,
-    snapshot: Snapshot,
-    /// An IXFR from the current serial: the SOA alone answers it.
-    up_to_date: bool,
+    serial: u32,
+    /// The snapshot a full transfer lists.
+    snapshot: Option<Snapshot>,
     stage: Stage,
+    /// Whether the question was sent (in the first message only).
+    asked: bool,
     next_part: usize,
-    /// Records listed but not sent yet.
+    /// Records queued but not sent yet.
     pending: VecDeque<Record>,
     /// Records sent so far.
     records: u64,
 }
 
 impl TransferStream {
-    pub(super) fn new(
-        id: u16,
-        query: Query,
-        kind: TransferKind,
-        zone: ZoneId,
-        snapshot: Snapshot,
-        up_to_date: bool,
-    ) -> Self {
-        Self {
+    pub(super) fn new(id: u16, query: Query, kind: TransferKind, zone: ZoneId, body: Body) -> Self {
+        let mut stream = Self {
             id,
             query,
             kind,
             zone,
-            snapshot,
-            up_to_date,
-            stage: Stage::Opening,
+            serial: 0,
+            snapshot: None,
+            stage: Stage::Draining,
+            asked: false,
             next_part: 0,
             pending: VecDeque::new(),
             records: 0,
+        };
+        match body {
+            Body::Full(snapshot) => {
+                stream.serial = snapshot.serial;
+                stream.snapshot = Some(snapshot);
+                stream.stage = Stage::Opening;
+            }
+            Body::UpToDate(serial) => stream.serial = serial,
+            Body::Incremental { serial, records } => {
+                stream.serial = serial;
+                stream.pending = records.into();
+            }
         }
+        stream
     }
 
     /// AXFR or IXFR.
@@ -83,10 +110,10 @@ impl TransferStream {
 
     /// The serial transferred.
     pub fn serial(&self) -> u32 {
-        self.snapshot.serial
+        self.serial
     }
 
-    /// Records sent so far (both SOAs included).
+    /// Records sent so far (the SOAs included).
     pub fn records_sent(&self) -> u64 {
         self.records
     }
@@ -96,22 +123,30 @@ impl TransferStream {
         if self.stage == Stage::Done {
             return None;
         }
+        if self.stage == Stage::Opening {
+            let soa = self.soa(authority);
+            self.pending.push_back(soa);
+            self.stage = Stage::Listing;
+        }
+        if self.stage == Stage::Draining && self.pending.is_empty() && self.asked {
+            self.stage = Stage::Done;
+            return None;
+        }
+        if self.pending.is_empty() && !self.asked {
+            // An up-to-date IXFR: its one record is the current SOA.
+            let soa = self.soa(authority);
+            self.pending.push_back(soa);
+        }
         let mut message = Message::new(self.id, MessageType::Response, OpCode::Query);
         message.metadata.authoritative = true;
         let mut budget = MAX_MESSAGE - HEADER;
-        if self.stage == Stage::Opening {
+        if !self.asked {
             budget = budget.saturating_sub(encoded_len(&self.query));
             message.queries.push(self.query.clone());
-            let soa = self.soa(authority);
-            self.pending.push_back(soa);
-            self.stage = match self.up_to_date {
-                true => Stage::Closing,
-                false => Stage::Listing,
-            };
+            self.asked = true;
         }
         loop {
             if self.pending.is_empty() && !self.refill(authority, index) {
-                self.stage = Stage::Done;
                 break;
             }
             let Some(size) = self.pending.front().map(encoded_len) else {
@@ -136,27 +171,29 @@ impl TransferStream {
 
     /// Queues the next part's records (or the closing SOA); `false` when nothing is left.
     fn refill(&mut self, authority: &Authority, index: &Index) -> bool {
-        match self.stage {
-            Stage::Listing => {
-                match authority.zone_part(index, &self.snapshot, self.zone, self.next_part) {
-                    Some(records) => {
-                        self.next_part += 1;
-                        self.pending.extend(records);
-                    }
-                    None => {
-                        let soa = self.soa(authority);
-                        self.pending.push_back(soa);
-                        self.stage = Stage::Closing;
-                    }
-                }
-                true
-            }
-            Stage::Opening | Stage::Closing | Stage::Done => false,
+        if self.stage != Stage::Listing {
+            return false;
         }
+        let part = self
+            .snapshot
+            .as_ref()
+            .and_then(|snapshot| authority.zone_part(index, snapshot, self.zone, self.next_part));
+        match part {
+            Some(records) => {
+                self.next_part += 1;
+                self.pending.extend(records);
+            }
+            None => {
+                let soa = self.soa(authority);
+                self.pending.push_back(soa);
+                self.stage = Stage::Draining;
+            }
+        }
+        true
     }
 
     fn soa(&self, authority: &Authority) -> Record {
-        authority.soa_at(authority.zone_name(self.zone), self.snapshot.serial)
+        authority.soa_at(authority.zone_name(self.zone), self.serial)
     }
 }
 

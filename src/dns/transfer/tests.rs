@@ -266,3 +266,115 @@ fn a_snapshot_sees_a_change_whole() {
     assert_eq!(before.ptr.len(), 6);
     assert_eq!(after.ptr.len(), 5);
 }
+
+#[test]
+fn an_ixfr_within_the_history_lists_only_what_changed() {
+    let authority = authority();
+    let (index, mut writer) = index_with(3);
+    writer.set_history_limit(100);
+    let old = index.serial();
+    writer.delete_service(&ServiceKey::new("default", "api"));
+    writer.apply_service(Service {
+        bootstrap: Bootstrap::default(),
+        key: ServiceKey::new("default", "cache"),
+        kind: ServiceKind::ClusterIp(vec!["10.96.0.11".parse().unwrap()]),
+        ports: Vec::new(),
+    });
+    let new = index.serial();
+    assert_eq!(new, old.wrapping_add(2));
+    for (zone, deleted, added) in [
+        (
+            "cluster.local.",
+            "api.default.svc.cluster.local. 5 IN A 10.96.0.10",
+            "cache.default.svc.cluster.local. 5 IN A 10.96.0.11",
+        ),
+        (
+            "in-addr.arpa.",
+            "10.0.96.10.in-addr.arpa. 5 IN PTR api.default.svc.cluster.local.",
+            "11.0.96.10.in-addr.arpa. 5 IN PTR cache.default.svc.cluster.local.",
+        ),
+    ] {
+        let messages = transfer_all(
+            &authority,
+            &index,
+            &request(zone, RecordType::IXFR, Some(old)),
+        );
+        let records: Vec<String> = messages
+            .iter()
+            .flat_map(|m| &m.answers)
+            .map(|r| match &r.data {
+                RData::SOA(soa) => format!("SOA {}", soa.serial),
+                _ => r.to_string(),
+            })
+            .collect();
+        let expected = [
+            format!("SOA {new}"),
+            format!("SOA {old}"),
+            deleted.to_string(),
+            format!("SOA {new}"),
+            added.to_string(),
+            format!("SOA {new}"),
+        ];
+        assert_eq!(records, expected, "{zone}");
+    }
+    // Older than the history: the whole zone (AXFR form).
+    let messages = transfer_all(
+        &authority,
+        &index,
+        &request(
+            "cluster.local.",
+            RecordType::IXFR,
+            Some(old.wrapping_sub(1)),
+        ),
+    );
+    let records: usize = messages.iter().map(|m| m.answers.len()).sum();
+    assert_eq!(records, 3 * 5 + 4 + 2);
+}
+
+#[test]
+fn the_history_condenses_per_service_and_forgets_the_oldest() {
+    let (index, mut writer) = index_with(2);
+    writer.set_history_limit(3);
+    let start = index.serial();
+    let api = |ip: &str| Service {
+        bootstrap: Bootstrap::default(),
+        key: ServiceKey::new("default", "api"),
+        kind: ServiceKind::ClusterIp(vec![ip.parse().unwrap()]),
+        ports: Vec::new(),
+    };
+    writer.apply_service(api("10.96.0.20"));
+    writer.apply_service(api("10.96.0.21"));
+    let (serial, changes) = index.changes_since(start).unwrap();
+    assert_eq!(serial, start.wrapping_add(2));
+    assert_eq!(changes.services.len(), 1, "one Service, condensed");
+    let change = &changes.services[0];
+    let ips = |records: &Option<std::sync::Arc<crate::index::ServiceRecords>>| match records
+        .as_deref()
+        .map(|r| &r.kind)
+    {
+        Some(ServiceKind::ClusterIp(ips)) => ips.clone(),
+        _ => Vec::new(),
+    };
+    assert_eq!(
+        ips(&change.old),
+        vec!["10.96.0.10".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        ips(&change.new),
+        vec!["10.96.0.21".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        changes.ptr.len(),
+        2,
+        "the old address lost its PTR, the new one gained one"
+    );
+    // Back and forth: nothing left to send.
+    writer.apply_service(api("10.96.0.10"));
+    let (_, changes) = index.changes_since(start).unwrap();
+    assert!(changes.services.is_empty() && changes.ptr.is_empty());
+    // A fourth step pushes the first out of a history of three.
+    writer.apply_service(api("10.96.0.22"));
+    assert_eq!(index.history_len(), 3);
+    assert!(index.changes_since(start).is_none());
+    assert!(index.changes_since(start.wrapping_add(1)).is_some());
+}
