@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -140,7 +140,7 @@ pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate()?;
     let authority = authority(config)?;
-    let (index, mut writer) = Index::new(initial_serial(), config.dns.srv_target);
+    let (index, mut writer) = Index::new(0, config.dns.srv_target);
     writer.set_not_ready_names(config.dns.not_ready_names);
     writer.set_history_limit(config.transfer.as_ref().map_or(0, |t| t.ixfr_history));
     let shutdown = CancellationToken::new();
@@ -263,14 +263,20 @@ fn start_file_source(
         .to_ascii_lowercase();
     let examples = example_queries(&state, &zone, address);
     // The load freed several times what the index keeps: `load_all` gives it back now.
+    let mut state = state;
+    state.version = file_version(&path);
     writer.load_all(state);
     writer.mark_synced();
+    let watched = path.clone();
     let task = tokio::spawn(source::file::watch_from(
         path,
         cidrs,
         config.source.poll_interval(),
         Some(seen),
-        move |state: ClusterState| writer.load_all(state),
+        move |mut state: ClusterState| {
+            state.version = file_version(&watched);
+            writer.load_all(state);
+        },
         shutdown.clone().cancelled_owned(),
     ));
     Ok(StartedSource {
@@ -318,12 +324,11 @@ pub fn worker_count(configured: usize) -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// The Unix time as a serial, so a restarted server's serial moves forward.
-fn initial_serial() -> u32 {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs());
-    u32::try_from(seconds).unwrap_or(u32::MAX / 2)
+/// The cluster file's version: its modification time in seconds, so replicas serving the
+/// same file report the same serial and a restart keeps it (R8).
+fn file_version(path: &std::path::Path) -> Option<u64> {
+    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+    Some(modified.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }
 
 /// Two `dig` commands answering from the loaded cluster: the first headless Service with a

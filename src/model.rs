@@ -199,4 +199,7 @@ pub struct ClusterState {
     pub services: Vec<Service>,
     /// Every EndpointSlice.
     pub slices: Vec<EndpointSlice>,
+    /// The state's version when the source knows one (the highest resourceVersion listed,
+    /// the cluster file's modification time): the serial it is served at, when ahead (R8).
+    pub version: Option<u64>,
 }

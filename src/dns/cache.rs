@@ -21,7 +21,7 @@
 //! Service's records and nothing else, so it stays valid until the writer retires those
 //! records (after publishing their replacement) or they are dropped; every other answer (the
 //! general path's, negative answers, whose SOA carries the serial) stays valid while the
-//! index's serial is the one read *before* it was computed.
+//! index's generation is the one read *before* it was computed.
 //!
 //! Invariants:
 //! - only plain queries take this path: one question, no answer or authority records, at most
@@ -102,8 +102,8 @@ fn key_of<'b>(plain: &Plain<'_>, buffer: &'b mut [u8; MAX_KEY]) -> &'b [u8] {
 /// What a cached response was computed from, checked before it is replayed.
 #[derive(Clone, Debug)]
 pub enum Validity {
-    /// Valid while the index's serial is this one (read before the response was computed).
-    Serial(u32),
+    /// Valid while the index's generation is this one (read before the response was computed).
+    Generation(u32),
     /// Valid while the Service records it was computed from are not retired (they are all
     /// the response read); the handle does not keep them alive.
     Records(Retirement),
@@ -115,9 +115,9 @@ impl Validity {
         Self::Records(records.retirement())
     }
 
-    fn holds(&self, serial: u32) -> bool {
+    fn holds(&self, generation: u32) -> bool {
         match self {
-            Self::Serial(computed_at) => *computed_at == serial,
+            Self::Generation(computed_at) => *computed_at == generation,
             Self::Records(retirement) => !retirement.is_retired(),
         }
     }
@@ -280,7 +280,7 @@ impl AnswerCache {
     }
 
     /// Writes the cached response to the probed `request` into `out`, patched, when there is
-    /// one and it is still valid with the index at `serial`; false otherwise (a stale entry is
+    /// one and it is still valid with the index at `generation`; false otherwise (a stale entry is
     /// dropped). Counts towards whether lookups pay; when they stop paying, the cache lets go
     /// of what it holds.
     pub fn replay(
@@ -288,9 +288,9 @@ impl AnswerCache {
         probe: &Probe,
         request: &[u8],
         out: &mut Vec<u8>,
-        serial: u32,
+        generation: u32,
     ) -> bool {
-        let hit = self.replay_uncounted(probe, request, out, serial);
+        let hit = self.replay_uncounted(probe, request, out, generation);
         if self.payoff.count(hit) {
             // Lookups stopped paying: free the memory of answers that are not replayed.
             self.slots.iter_mut().for_each(|slot| *slot = None);
@@ -305,12 +305,12 @@ impl AnswerCache {
     }
 
     /// Writes the cached response to `request` into `out`, patched, when there is one and it
-    /// is still valid with the index at `serial`; false otherwise (a stale entry is dropped).
+    /// is still valid with the index at `generation`; false otherwise (a stale entry is dropped).
     /// Always looks up, sampling or not, and does not count towards the payoff (a test seam).
     #[cfg(any(test, feature = "testing"))]
-    pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, serial: u32) -> bool {
+    pub fn answer(&mut self, request: &[u8], out: &mut Vec<u8>, generation: u32) -> bool {
         Probe::of(&self.hasher, request)
-            .is_some_and(|probe| self.replay_uncounted(&probe, request, out, serial))
+            .is_some_and(|probe| self.replay_uncounted(&probe, request, out, generation))
     }
 
     /// [`Self::replay`] without counting towards the payoff.
@@ -319,13 +319,13 @@ impl AnswerCache {
         probe: &Probe,
         request: &[u8],
         out: &mut Vec<u8>,
-        serial: u32,
+        generation: u32,
     ) -> bool {
         let found = self
             .find(probe)
             .and_then(|slot| Some((slot, self.slots[slot].as_ref()?)));
         let hit = match found {
-            Some((_, entry)) if entry.validity.holds(serial) => {
+            Some((_, entry)) if entry.validity.holds(generation) => {
                 out.clear();
                 out.extend_from_slice(entry.response());
                 patch(out, request, usize::from(probe.question_len));
@@ -563,7 +563,7 @@ mod tests {
         let mut response = lower.clone();
         response[2] = 0x84; // QR AA, RD clear
         response.extend_from_slice(b"answers");
-        cache.store(&lower, &response, Validity::Serial(7));
+        cache.store(&lower, &response, Validity::Generation(7));
         let mut out = Vec::new();
         let mut asked = mixed.clone();
         asked[0] = 0x11;
@@ -580,7 +580,7 @@ mod tests {
     fn an_answer_stored_under_a_serial_ends_when_the_serial_moves() {
         let request = query(NAME, None);
         let mut cache = AnswerCache::new(4);
-        cache.store(&request, &request, Validity::Serial(1));
+        cache.store(&request, &request, Validity::Generation(1));
         let mut out = Vec::new();
         assert!(cache.answer(&request, &mut out, 1));
         assert!(!cache.answer(&request, &mut out, 2));
@@ -626,23 +626,23 @@ mod tests {
         let old = published(&mut writer, &index, "10.0.0.1");
         let (mut cache, request) = holding_an_answer_from(&old);
         let mut out = Vec::new();
-        let serial = index.serial();
-        assert!(cache.answer(&request, &mut out, serial));
+        let generation = index.generation();
+        assert!(cache.answer(&request, &mut out, generation));
         assert!(
-            cache.answer(&request, &mut out, serial + 1),
+            cache.answer(&request, &mut out, generation + 1),
             "other changes to the index leave it valid"
         );
         // `old` stays alive, as in a reader still answering from it: only the retired mark
         // tells the cache.
         let new = published(&mut writer, &index, "10.0.0.2");
         assert!(old.is_retired() && !new.is_retired());
-        assert!(!cache.answer(&request, &mut out, index.serial()));
+        assert!(!cache.answer(&request, &mut out, index.generation()));
         assert!(cache.is_empty());
         cache.store(&request, &request, Validity::records(&new));
         drop(new);
         writer.delete_service(&ServiceKey::new("default", "kubia"));
         assert!(
-            !cache.answer(&request, &mut out, index.serial()),
+            !cache.answer(&request, &mut out, index.generation()),
             "records gone with their Service"
         );
     }
@@ -653,23 +653,23 @@ mod tests {
         let records = published(&mut writer, &index, "10.0.0.1");
         let (mut cache, request) = holding_an_answer_from(&records);
         let mut out = Vec::new();
-        assert!(cache.answer(&request, &mut out, index.serial()));
+        assert!(cache.answer(&request, &mut out, index.generation()));
         // The whole index goes away (say, a worker torn down) without the writer retiring
         // anything: the records' last owner drops them, and that alone ends the answer.
-        let serial = index.serial();
+        let generation = index.generation();
         drop((index, writer));
         assert!(!records.is_retired(), "not retired while alive");
         drop(records);
-        assert!(!cache.answer(&request, &mut out, serial));
+        assert!(!cache.answer(&request, &mut out, generation));
     }
 
     #[test]
     fn answers_cheap_to_compute_are_kept_only_for_questions_seen_before() {
         let request = query(NAME, None);
         let mut cache = AnswerCache::new(4);
-        cache.store_if_seen(&request, &request, Validity::Serial(1));
+        cache.store_if_seen(&request, &request, Validity::Generation(1));
         assert!(cache.is_empty(), "first offer: only marked");
-        cache.store_if_seen(&request, &request, Validity::Serial(1));
+        cache.store_if_seen(&request, &request, Validity::Generation(1));
         assert_eq!(cache.len(), 1);
     }
 
@@ -702,7 +702,7 @@ mod tests {
                     !cache.replay(&probe, &request, &mut out, 1),
                     "nothing was stored"
                 );
-                cache.offer(&probe, &request, Validity::Serial(1));
+                cache.offer(&probe, &request, Validity::Generation(1));
             } else {
                 skipped += 1;
             }
@@ -721,7 +721,7 @@ mod tests {
         // A name asked over and over: the sampled lookups hit, and within a window or two of
         // them the cache is looked up for every query again.
         let hot = query(NAME, None);
-        cache.store(&hot, &hot, Validity::Serial(1));
+        cache.store(&hot, &hot, Validity::Generation(1));
         let mut replayed = 0;
         for _ in 0..(2 * PAYOFF_WINDOW) * SAMPLE_ONE_IN as u32 * 2 {
             if cache.probe(&hot, &mut probe) && cache.replay(&probe, &hot, &mut out, 1) {
@@ -752,9 +752,9 @@ mod tests {
         for request in &requests {
             let mut response = request.clone();
             response[2] |= 0x80;
-            cache.store(request, &response, Validity::Serial(1));
+            cache.store(request, &response, Validity::Generation(1));
             let held = cache.len();
-            cache.store(request, &response, Validity::Serial(1));
+            cache.store(request, &response, Validity::Generation(1));
             assert_eq!(cache.len(), held, "a key stored again replaces itself");
             assert!(cache.len() <= WAYS);
             assert!(

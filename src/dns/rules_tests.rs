@@ -748,6 +748,7 @@ fn replace_all_removes_vanished_services() {
     writer.replace_all(crate::model::ClusterState {
         services: vec![kept],
         slices: vec![],
+        version: None,
     });
     check(
         &index,

@@ -1,8 +1,8 @@
 //! The recent changes of the published state, for incremental transfers (IXFR, RFC 1995).
 //!
-//! Each serial step the writer publishes is one [`Change`]: the Service whose records were
-//! replaced (its records before and after, shared `Arc`s, not copies) and the PTR targets that
-//! moved with it. [`History::since`] condenses the changes after a serial into one difference
+//! Each serial step the writer publishes is one [`Change`]: the Services whose records were
+//! replaced (their records before and after, shared `Arc`s, not copies) and the PTR targets
+//! that moved with them. [`History::since`] condenses the changes after a serial into one difference
 //! per Service and per address: the records it had at that serial and those it has now, from
 //! which a transfer lists what to delete and what to add.
 //!
@@ -31,13 +31,9 @@ struct Change {
     before: u32,
     /// The serial it made.
     after: u32,
-    /// The Service whose records were replaced.
-    service: Arc<ServiceKey>,
-    /// Its records before (`None`: it was not published).
-    old: Option<Arc<ServiceRecords>>,
-    /// Its records after (`None`: it is gone).
-    new: Option<Arc<ServiceRecords>>,
-    /// The PTR targets that moved with it.
+    /// The Services whose records were replaced, in order.
+    services: Box<[ServiceChange]>,
+    /// The PTR targets that moved with them.
     ptr: Box<[PtrChange]>,
 }
 
@@ -90,9 +86,7 @@ impl History {
         &mut self,
         before: u32,
         after: u32,
-        service: Arc<ServiceKey>,
-        old: Option<Arc<ServiceRecords>>,
-        new: Option<Arc<ServiceRecords>>,
+        services: Vec<ServiceChange>,
         ptr: Vec<PtrChange>,
     ) {
         if !self.is_on() {
@@ -104,9 +98,7 @@ impl History {
         self.changes.push_back(Change {
             before,
             after,
-            service,
-            old,
-            new,
+            services: services.into_boxed_slice(),
             ptr: ptr.into_boxed_slice(),
         });
         self.trim();
@@ -132,18 +124,13 @@ impl History {
         let mut order: Vec<Arc<ServiceKey>> = Vec::new();
         let mut ptr: HashMap<IpAddr, (Option<PtrTarget>, Option<PtrTarget>)> = HashMap::new();
         for change in self.changes.range(start..) {
-            match services.get_mut(&change.service) {
-                Some(entry) => entry.new = change.new.clone(),
-                None => {
-                    order.push(change.service.clone());
-                    services.insert(
-                        change.service.clone(),
-                        ServiceChange {
-                            key: change.service.clone(),
-                            old: change.old.clone(),
-                            new: change.new.clone(),
-                        },
-                    );
+            for step in change.services.iter() {
+                match services.get_mut(&step.key) {
+                    Some(entry) => entry.new = step.new.clone(),
+                    None => {
+                        order.push(step.key.clone());
+                        services.insert(step.key.clone(), step.clone());
+                    }
                 }
             }
             for (ip, old, new) in change.ptr.iter() {

@@ -16,8 +16,10 @@
 //!   read where it points for a prefetch) or reading the table's layout for a prefetch; never
 //!   across `.await`;
 //! - the lookup key is built on the stack: a lookup allocates nothing;
-//! - the serial moves (and only moves) when some published answer changed (R8): what is kept
-//!   only for explanations (not-ready endpoints) lives beside the records, not in them.
+//! - the serial moves (and only moves) when some published answer changed (R8), once per
+//!   writer step; the generation moves with every Service published anew and every serial
+//!   step; what is kept only for explanations (not-ready endpoints) lives beside the records
+//!   and moves neither.
 //!
 //! Nothing here names a Kubernetes type; sources speak [`crate::model`].
 
@@ -70,6 +72,11 @@ impl From<&PtrClaim> for PtrTarget {
     }
 }
 
+/// `a < b` in serial number arithmetic (RFC 1982): `b` is ahead of `a` by less than 2^31.
+pub fn serial_lt(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 1 << 31
+}
+
 /// The hash of the name maps: foldhash, seeded per process. Their keys come from the
 /// Kubernetes API (or the cluster file), not from DNS clients, and a lookup hashes on every
 /// query, where SipHash cost several percent of the CPU.
@@ -85,6 +92,9 @@ struct Shared {
     /// Every Service's claims on each address; the best one is answered (R7).
     ptr: PtrMap,
     serial: AtomicU32,
+    /// Moves whenever a published answer may have changed (each Service published anew, each
+    /// serial step): what cached answers are checked against.
+    generation: AtomicU32,
     /// Held by the writer while it publishes a change (and records it in the history), and by
     /// a snapshot while it copies (`snapshot.rs`); never by a query.
     publication: Mutex<history::History>,
@@ -117,6 +127,7 @@ impl Index {
             namespaces: DashMap::with_hasher(NameHasher::default()),
             ptr: PtrMap::default(),
             serial: AtomicU32::new(initial_serial),
+            generation: AtomicU32::new(0),
             publication: Mutex::new(history::History::default()),
             serial_changes: tokio::sync::watch::Sender::new(initial_serial),
             synced: AtomicBool::new(false),
@@ -213,9 +224,15 @@ impl Index {
         self.shared.ptr.any_within(network)
     }
 
-    /// The SOA serial: it changes whenever an answer does.
+    /// The SOA serial: it moves once per change of the published state (R8).
     pub fn serial(&self) -> u32 {
         self.shared.serial.load(Ordering::Acquire)
+    }
+
+    /// A counter that moves whenever a published answer may have changed, the SOA serial
+    /// included: an answer computed after reading it stays valid while it reads the same.
+    pub fn generation(&self) -> u32 {
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// A receiver that wakes when the serial moves or the index turns synced (it holds the

@@ -16,12 +16,14 @@
 //! - `namespaces` counts, per namespace, the published Services that hold a name
 //!   ([`ServiceRecords::holds_names`]): `<ns>.svc.<zone>` exists exactly when a name below it
 //!   does, as in a transferred zone;
-//! - the serial is bumped once per rebuild whose published value differs from the last; the
-//!   not-ready endpoints (explanations only) are published beside it and never bump it;
+//! - every public mutation is one step: the generation moves with each Service it publishes
+//!   anew, the serial once per step that changed anything (to the step's version when that is
+//!   ahead, else by one); the not-ready endpoints (explanations only) are published beside the
+//!   records and move neither;
 //! - a published value is retired ([`ServiceRecords::is_retired`]) once its replacement is in
-//!   the map (or the Service is gone from it), before the serial moves;
-//! - a change (records, PTR claims, serial) is published under the publication lock, so a
-//!   snapshot (`snapshot.rs`) never sees part of one.
+//!   the map (or the Service is gone from it), before the generation moves;
+//! - a step runs under the publication lock, so a snapshot (`snapshot.rs`) never sees part of
+//!   one, and its changes enter the history (`history.rs`) with the serial they made.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,14 +33,14 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::departures::{Departed, departed_from, prune};
-use super::history::PtrChange;
+use super::history::{PtrChange, ServiceChange};
 use super::label::Label;
 use super::label::dashed_ip;
 use super::not_ready::{NotReadyEndpoint, not_ready_of};
 use super::ptr::{ClaimRank, Claims, PtrClaim};
 use super::records::{RecordSettings, ServiceRecords};
 use super::stored::{Slices, StoredService, StoredSlice};
-use super::{MapKey, PtrTarget, Shared};
+use super::{MapKey, PtrTarget, Shared, serial_lt};
 use crate::config::SrvTargetStyle;
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey, ServiceKind, SliceKey};
 
@@ -77,6 +79,25 @@ pub struct IndexWriter {
     slice_owner: HashMap<Box<str>, Arc<ServiceKey>>,
     /// How long a ready endpoint that vanished from its slice keeps answering (0: not at all).
     departure_grace: Duration,
+    /// The version (resourceVersion, file time) of what the next step applies, if known.
+    version: Option<u32>,
+    /// The step in progress: what it changed so far.
+    step: Step,
+    /// Whether a step changed anything yet (the first takes its version whatever it is).
+    stepped: bool,
+}
+
+/// What one step (one public mutation) changed.
+#[derive(Debug, Default)]
+struct Step {
+    /// Whether any published value changed.
+    changed: bool,
+    /// Whether to keep the changes (the history is on).
+    collect: bool,
+    /// The Services replaced, when collected.
+    services: Vec<ServiceChange>,
+    /// The PTR targets moved, when collected.
+    ptr: Vec<PtrChange>,
 }
 
 impl IndexWriter {
@@ -87,7 +108,50 @@ impl IndexWriter {
             services: HashMap::new(),
             slice_owner: HashMap::new(),
             departure_grace: Duration::ZERO,
+            version: None,
+            step: Step::default(),
+            stepped: false,
         }
+    }
+
+    /// The version of what the next change applies (a resourceVersion, a file's time): when it
+    /// is ahead of the serial (RFC 1982), the change makes it the serial, so replicas that
+    /// apply the same changes report the same serial (R8); else the serial moves by one.
+    pub fn set_version(&mut self, version: Option<u64>) {
+        self.version = version.map(|v| v as u32);
+    }
+
+    /// Runs one public mutation as one serial step: under the publication lock (a snapshot
+    /// sees all of it or none), the serial moves once if anything published changed, and the
+    /// step's changes enter the history.
+    fn step(&mut self, mutate: impl FnOnce(&mut Self)) {
+        let shared = self.shared.clone();
+        let mut history = shared
+            .publication
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.step = Step {
+            collect: history.is_on(),
+            ..Step::default()
+        };
+        mutate(self);
+        let step = std::mem::take(&mut self.step);
+        let version = self.version.take();
+        if !step.changed {
+            return;
+        }
+        let before = shared.serial.load(Ordering::Acquire);
+        let after = match version {
+            Some(version) if !self.stepped || serial_lt(before, version) => version,
+            _ => before.wrapping_add(1),
+        };
+        self.stepped = true;
+        shared.serial.store(after, Ordering::Release);
+        // Answers cached under the old generation carry the old SOA serial: retire them too.
+        shared.generation.fetch_add(1, Ordering::AcqRel);
+        history.record(before, after, step.services, step.ptr);
+        drop(history);
+        shared.serial_changes.send_replace(after);
     }
 
     /// Keeps a ready endpoint that vanishes from its slice (and from every other slice of its
@@ -115,6 +179,10 @@ impl IndexWriter {
 
     /// Ends the grace of departed endpoints whose time is up; call it periodically.
     pub fn expire_departures(&mut self, now: Instant) {
+        self.step(|writer| writer.expire_departures_now(now));
+    }
+
+    fn expire_departures_now(&mut self, now: Instant) {
         let due: Vec<Arc<ServiceKey>> = self
             .services
             .iter()
@@ -131,6 +199,10 @@ impl IndexWriter {
 
     /// Adds or replaces a Service.
     pub fn apply_service(&mut self, service: Service) {
+        self.step(|writer| writer.apply_service_now(service));
+    }
+
+    fn apply_service_now(&mut self, service: Service) {
         let key = self.shared_key(&service.key);
         self.services.entry(key.clone()).or_default().service = Some(service.into());
         self.rebuild(&key);
@@ -138,6 +210,10 @@ impl IndexWriter {
 
     /// Removes a Service (its slices stay stored until they are deleted too).
     pub fn delete_service(&mut self, key: &ServiceKey) {
+        self.step(|writer| writer.delete_service_now(key));
+    }
+
+    fn delete_service_now(&mut self, key: &ServiceKey) {
         if let Some(state) = self.services.get_mut(key) {
             state.service = None;
             state.departing.clear();
@@ -147,6 +223,10 @@ impl IndexWriter {
 
     /// Adds or replaces an EndpointSlice.
     pub fn apply_slice(&mut self, slice: EndpointSlice) {
+        self.step(|writer| writer.apply_slice_now(slice));
+    }
+
+    fn apply_slice_now(&mut self, slice: EndpointSlice) {
         let slice_id = slice_id(&slice.service.namespace, &slice.name);
         if let Some(previous) = self.slice_owner.get(&slice_id).cloned()
             && *previous != slice.service
@@ -167,6 +247,10 @@ impl IndexWriter {
 
     /// Removes an EndpointSlice.
     pub fn delete_slice(&mut self, key: &SliceKey) {
+        self.step(|writer| writer.delete_slice_now(key));
+    }
+
+    fn delete_slice_now(&mut self, key: &SliceKey) {
         if let Some(owner) = self
             .slice_owner
             .remove(&slice_id(&key.namespace, &key.name))
@@ -180,13 +264,21 @@ impl IndexWriter {
     /// a fresh allocator heap, and what the load freed goes back to the operating system right
     /// after (`sys::memory`: the index is then packed into pages of its own).
     pub fn load_all(&mut self, state: ClusterState) {
-        crate::sys::memory::on_fresh_heap(|| self.replace_all(state));
+        self.step(|writer| crate::sys::memory::on_fresh_heap(|| writer.replace_all_now(state)));
         crate::sys::memory::release_freed();
     }
 
     /// Replaces the whole state with a complete list: rebuilds the Services that changed and
-    /// removes those that vanished. Unchanged Services keep their published records.
+    /// removes those that vanished. Unchanged Services keep their published records. One
+    /// serial step, to the state's version when it has one.
     pub fn replace_all(&mut self, state: ClusterState) {
+        self.step(|writer| writer.replace_all_now(state));
+    }
+
+    fn replace_all_now(&mut self, state: ClusterState) {
+        if state.version.is_some() {
+            self.set_version(state.version);
+        }
         type Inputs = (Option<StoredService>, Slices);
         let mut next: HashMap<Arc<ServiceKey>, Inputs> = HashMap::new();
         // The shared key of a Service in `next`: the one already there, else the writer's.
@@ -345,22 +437,21 @@ impl IndexWriter {
             let old_claims = claims(state.published.as_deref()).unwrap_or_default();
             let new_claims = claims(records.as_deref()).unwrap_or_default();
             let replaced = std::mem::replace(&mut state.published, records.clone());
-            // A snapshot sees this change whole or not at all, serial and history included.
-            let shared = self.shared.clone();
-            let mut history = shared
-                .publication
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
             self.publish_service(key, records.clone(), was_named);
             if let Some(replaced) = &replaced {
                 replaced.retire();
             }
-            let ptr = self.update_claims(&old_claims, &new_claims, history.is_on());
-            let before = self.shared.serial.fetch_add(1, Ordering::AcqRel);
-            let serial = before.wrapping_add(1);
-            history.record(before, serial, shared_key.clone(), replaced, records, ptr);
-            drop(history);
-            self.shared.serial_changes.send_replace(serial);
+            let ptr = self.update_claims(&old_claims, &new_claims, self.step.collect);
+            self.shared.generation.fetch_add(1, Ordering::AcqRel);
+            self.step.changed = true;
+            if self.step.collect {
+                self.step.services.push(ServiceChange {
+                    key: shared_key.clone(),
+                    old: replaced,
+                    new: records,
+                });
+                self.step.ptr.extend(ptr);
+            }
         }
         let empty = self
             .services

@@ -385,6 +385,7 @@ impl Loader {
         Ok(ClusterState {
             services: self.services,
             slices: self.slices,
+            version: None,
         })
     }
 }

@@ -223,15 +223,15 @@ fn main() {
             std::hint::black_box(responder.respond(request, SOURCE, Transport::Udp));
         });
         let mut cache = AnswerCache::new(DEFAULT_CAPACITY);
-        let serial = index.serial();
+        let generation = index.generation();
         let first = responder
             .respond(&requests[0], SOURCE, Transport::Udp)
             .unwrap();
-        cache.store(&requests[0], &first, Validity::Serial(serial));
+        cache.store(&requests[0], &first, Validity::Generation(generation));
         let mut out = Vec::with_capacity(512);
         let fast = per_query(rounds, |i| {
             let request = &requests[i as usize % requests.len()];
-            assert!(cache.answer(request, &mut out, index.serial()));
+            assert!(cache.answer(request, &mut out, index.generation()));
             std::hint::black_box(&out);
         });
         let mut direct = Direct::new(responder.authority());

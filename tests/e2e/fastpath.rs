@@ -238,14 +238,14 @@ fn every_name_and_type_is_the_same_bytes_through_both_paths() {
                 rtype: *rtype,
                 edns,
             };
-            let serial = index.serial();
+            let generation = index.generation();
             let first = variant(&ask, i as u16, &mut rng);
             let general = responder.respond(&first, SOURCE, Transport::Udp).unwrap();
-            cache.store(&first, &general, Validity::Serial(serial));
+            cache.store(&first, &general, Validity::Generation(generation));
             let second = variant(&ask, !(i as u16), &mut rng);
             let expected = responder.respond(&second, SOURCE, Transport::Udp).unwrap();
             assert!(
-                cache.answer(&second, &mut out, serial),
+                cache.answer(&second, &mut out, generation),
                 "{name} {rtype} {edns:?}: not replayed"
             );
             assert_eq!(
@@ -443,14 +443,14 @@ fn replays_are_never_stale_while_the_index_changes() {
             .collect();
         let datagrams: Vec<(&[u8], SocketAddr)> =
             requests.iter().map(|r| (r.as_slice(), SOURCE)).collect();
-        let serial = index.serial();
+        let generation = index.generation();
         let replayed_before = fast.replayed();
         answer_batch(&responder, &mut fast, &datagrams, &mut replies);
         let replayed = fast.replayed() - replayed_before;
-        // What is served must equal what the general path answers at the same serial (a
+        // What is served must equal what the general path answers at the same generation (a
         // publish in between legitimately changes it).
         let _quiet = churn.quiet();
-        if index.serial() != serial {
+        if index.generation() != generation {
             continue;
         }
         for (i, ((name, rtype), request)) in asked.iter().zip(&requests).enumerate() {

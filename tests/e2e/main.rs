@@ -17,6 +17,7 @@ mod golden;
 mod hostile;
 mod protocol;
 mod recipes;
+mod serials;
 mod soak;
 mod support;
 mod transfer;

@@ -658,3 +658,23 @@ async fn an_ixfr_over_udp_gets_the_current_soa_alone() {
     assert!(reply.answers.is_empty());
     elsewhere.stop().await;
 }
+
+#[test]
+fn the_shipped_knot_secondary_config_is_valid() {
+    if !knot_available("knot secondary config") {
+        return;
+    }
+    let config = root().join("deploy/secondary/knot.conf");
+    let checked = Command::new("knotc")
+        .arg("-c")
+        .arg(&config)
+        .arg("conf-check")
+        .output()
+        .expect("knotc runs");
+    assert!(
+        checked.status.success(),
+        "knotc conf-check: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

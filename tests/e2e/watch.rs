@@ -435,14 +435,18 @@ async fn namespaces_and_label_selectors_limit_what_is_served() {
 }
 
 /// A headless Service with one port, `web` 80, in `default`, as the API returns it.
-fn headless_service_json(name: &str) -> serde_json::Value {
+pub fn headless_service_json(name: &str) -> serde_json::Value {
     serde_json::json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"clusterIP": "None", "ports": [{"name": "web", "port": 80}]}})
 }
 
 /// An IPv4 EndpointSlice of `service` in `default`, port `web` 80.
-fn slice_json(name: &str, service: &str, endpoints: Vec<serde_json::Value>) -> serde_json::Value {
+pub fn slice_json(
+    name: &str,
+    service: &str,
+    endpoints: Vec<serde_json::Value>,
+) -> serde_json::Value {
     serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": "default",
                      "labels": {"kubernetes.io/service-name": service}},
@@ -451,7 +455,7 @@ fn slice_json(name: &str, service: &str, endpoints: Vec<serde_json::Value>) -> s
 }
 
 /// A ready endpoint with a hostname.
-fn ready_endpoint_json(ip: &str, hostname: &str) -> serde_json::Value {
+pub fn ready_endpoint_json(ip: &str, hostname: &str) -> serde_json::Value {
     serde_json::json!({"addresses": [ip], "hostname": hostname, "conditions": {"ready": true}})
 }
 

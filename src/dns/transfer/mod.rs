@@ -30,7 +30,7 @@ use ipnet::IpNet;
 
 use super::answer::{Authority, ZoneId};
 use super::wire::reader::{HEADER_LEN, name_end};
-use crate::index::Index;
+use crate::index::{Index, serial_lt};
 use stream::Body;
 pub use stream::{MAX_MESSAGE, TransferStream};
 
@@ -180,11 +180,6 @@ fn client_soa_serial(message: &Message) -> Option<u32> {
             RData::SOA(soa) => Some(soa.serial),
             _ => None,
         })
-}
-
-/// `a < b` in serial number arithmetic (RFC 1982).
-pub fn serial_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < 1 << 31
 }
 
 /// A response to `request` with its question and `rcode`, no records.

@@ -3,7 +3,7 @@
 //! read, look up the Services, write (the direct path, else the general path).
 //!
 //! Invariants: every datagram gets the answer it would get alone ([`answer_batch`]); the
-//! serial an answer is cached under is read before the batch's first lookup; the steady state
+//! generation an answer is cached under is read before the batch's first lookup; the steady state
 //! allocates no reply (buffers are reused from batch to batch).
 
 use std::borrow::Cow;
@@ -152,7 +152,7 @@ impl Replies {
 /// time, their waits overlap instead of adding up.
 ///
 /// Every datagram gets the answer it would get alone ([`answer`]): the stages only move the
-/// reads earlier. The serial an answer is cached under is read before the batch's first
+/// reads earlier. The generation an answer is cached under is read before the batch's first
 /// lookup, so it is never newer than what the answer was computed from.
 pub fn answer_batch(
     responder: &Responder,
@@ -190,7 +190,7 @@ fn answer_chunk(
     // answer is SERVFAIL until the first complete state): nothing is probed or read.
     let synced = index.is_synced();
     // Read before anything is computed: an answer stored under it is never newer than it.
-    let serial = index.serial();
+    let generation = index.generation();
     let probed = probe_stage(cache, probes, datagrams, synced);
     let probes: &[Probe] = probes;
     let probe_of = |i: usize| probed[i].then(|| &probes[i]);
@@ -201,7 +201,7 @@ fn answer_chunk(
         // Stage 2: replay, else read the question and ask for its Service's map entry.
         let reply = &mut replies.slots[first + i].0;
         if let Some(probe) = probe_of(i)
-            && cache.replay(probe, request, reply, serial)
+            && cache.replay(probe, request, reply, generation)
         {
             replies.outcomes.push(outcome_of(reply, probe));
             (replayed[i], replies.ready[first + i]) = (true, true);
@@ -223,7 +223,7 @@ fn answer_chunk(
         let answered = match written {
             Some(written) => {
                 if let Some(probe) = probe {
-                    keep_direct_answer(cache, probe, reply, written, serial)
+                    keep_direct_answer(cache, probe, reply, written, generation)
                 } else {
                     Answered::Fast(written.outcome)
                 }
@@ -231,7 +231,7 @@ fn answer_chunk(
             None => general(
                 responder,
                 cache,
-                probe.map(|p| (p, serial)),
+                probe.map(|p| (p, generation)),
                 request,
                 peer,
                 reply,
@@ -309,13 +309,13 @@ enum Answered {
 }
 
 /// Caches a direct answer worth keeping: valid while the records it read are published (a
-/// positive answer), else while the serial read before it holds. The caller counts it.
+/// positive answer), else while the generation read before it holds. The caller counts it.
 fn keep_direct_answer(
     cache: &mut AnswerCache,
     probe: &Probe,
     reply: &[u8],
     written: Written,
-    serial: u32,
+    generation: u32,
 ) -> Answered {
     let outcome = written.outcome;
     // NXDOMAIN is not kept: those names are often asked once (random or mistyped ones) and
@@ -323,7 +323,7 @@ fn keep_direct_answer(
     if outcome.rcode != Some(ResponseCode::NXDomain) {
         let validity = match written.records {
             Some(records) if !outcome.nodata => Validity::records(&records),
-            _ => Validity::Serial(serial),
+            _ => Validity::Generation(generation),
         };
         cache.offer_if_seen(probe, reply, validity);
     }
@@ -331,7 +331,7 @@ fn keep_direct_answer(
 }
 
 /// The general path's answer (it counts the query itself), offered to the cache under the
-/// serial when the cache probed the request (the index was synced then).
+/// generation when the cache probed the request (the index was synced then).
 fn general(
     responder: &Responder,
     cache: &mut AnswerCache,
@@ -343,8 +343,8 @@ fn general(
     match responder.respond(request, peer, Transport::Udp) {
         Some(response) => {
             *reply = response;
-            if let Some((probe, serial)) = probed {
-                cache.offer(probe, reply, Validity::Serial(serial));
+            if let Some((probe, generation)) = probed {
+                cache.offer(probe, reply, Validity::Generation(generation));
             }
             Answered::Counted
         }

@@ -150,3 +150,43 @@ fn not_ready_names_for_every_service_when_the_config_says_so() {
         "the Service-wide answers stay ready-only"
     );
 }
+
+#[test]
+fn one_mutation_is_one_serial_step_at_its_version_when_ahead() {
+    let (index, mut writer) = Index::new(0, SrvTargetStyle::Hostname);
+    let state = |names: &[&str], version| ClusterState {
+        services: names.iter().map(|n| service(n)).collect(),
+        slices: names
+            .iter()
+            .map(|n| slice(n, vec![endpoint("10.0.0.1", true, "p-0")]))
+            .collect(),
+        version,
+    };
+    // The first step takes its version, however far: five Services, one step.
+    writer.replace_all(state(&["a", "b", "c", "d", "e"], Some(3_000_000_000)));
+    assert_eq!(index.serial(), 3_000_000_000);
+    let generation = index.generation();
+    // A version ahead (RFC 1982) is taken; one behind, or none, moves the serial by one.
+    writer.set_version(Some(3_000_000_500));
+    writer.apply_service(service("f"));
+    assert_eq!(index.serial(), 3_000_000_500);
+    writer.set_version(Some(3_000_000_400));
+    writer.delete_service(&ServiceKey::new("db", "f"));
+    assert_eq!(index.serial(), 3_000_000_501, "behind: one step on");
+    writer.apply_service(service("f"));
+    assert_eq!(index.serial(), 3_000_000_502);
+    // A version is used by one step only, and a step that changes nothing moves nothing.
+    writer.set_version(Some(3_000_001_000));
+    writer.apply_service(service("f"));
+    assert_eq!(index.serial(), 3_000_000_502, "nothing changed");
+    writer.apply_service(service("g"));
+    assert_eq!(index.serial(), 3_000_000_503, "the version was spent");
+    assert!(
+        index.generation() > generation,
+        "cached answers were retired"
+    );
+    // A resourceVersion past 2^32 is taken modulo 2^32, and ahead when RFC 1982 says so.
+    writer.set_version(Some(u64::from(u32::MAX) + 5));
+    writer.delete_service(&ServiceKey::new("db", "g"));
+    assert_eq!(index.serial(), 4, "4 is 1294966797 ahead of 3000000503");
+}

@@ -74,6 +74,8 @@ struct StreamState {
     relist_seen: Option<HashSet<Key>>,
     /// Objects gathered before the first sync.
     initial: HashMap<Key, Object>,
+    /// The highest resourceVersion among them.
+    initial_version: Option<u64>,
 }
 
 /// An event object's key (always, for deletes) and its model (when it converts).
@@ -135,13 +137,23 @@ impl Synchronizer {
         }
     }
 
-    fn handle_event<K>(
+    fn handle_event<K: kube::Resource>(
         &mut self,
         stream: usize,
         event: Event<K>,
         arrived: Instant,
         convert: fn(&K) -> Converted,
     ) {
+        // The serial follows the API's resourceVersion (R8): each change is served at the
+        // version of the object it applies (a deletion's, for a delete).
+        if let Event::InitApply(object) | Event::Apply(object) | Event::Delete(object) = &event {
+            let version = resource_version(object);
+            self.writer.set_version(version);
+            if !self.synced {
+                let initial = &mut self.streams[stream].initial_version;
+                *initial = (*initial).max(version);
+            }
+        }
         if matches!(
             event,
             Event::InitApply(_) | Event::Apply(_) | Event::Delete(_)
@@ -173,6 +185,7 @@ impl Synchronizer {
     fn begin_list(&mut self, stream: usize) {
         let state = &mut self.streams[stream];
         state.initial.clear();
+        state.initial_version = None;
         state.relist_seen = Some(HashSet::new());
     }
 
@@ -224,7 +237,18 @@ impl Synchronizer {
     }
 
     fn first_sync(&mut self) {
-        let mut state = ClusterState::default();
+        // Served at the highest resourceVersion listed, so replicas that list the same
+        // objects report the same serial (R8); the time if the API gave none that parse.
+        let version = self
+            .streams
+            .iter()
+            .filter_map(|s| s.initial_version)
+            .max()
+            .or_else(unix_time);
+        let mut state = ClusterState {
+            version,
+            ..ClusterState::default()
+        };
         for stream in &mut self.streams {
             // Taken, not drained: a drained map keeps its table (megabytes for a large
             // cluster's list), and nothing is gathered here again.
@@ -271,6 +295,19 @@ impl Synchronizer {
             Key::Slice(key) => self.writer.delete_slice(key),
         }
     }
+}
+
+/// An object's resourceVersion as a number (etcd's revision; opaque strings give none).
+fn resource_version<K: kube::Resource>(object: &K) -> Option<u64> {
+    object.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// The Unix time in seconds.
+fn unix_time() -> Option<u64> {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    Some(now.as_secs())
 }
 
 fn in_scope(scope: &StreamScope, namespace: &str) -> bool {
