@@ -15,6 +15,9 @@
 // A benchmark panics on purpose when its setup is wrong.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[path = "cluster.rs"]
+mod cluster;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,30 +71,6 @@ fn arg(name: &str, default: usize) -> usize {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(default)
-}
-
-/// The benchmark cluster as the shared harness writes it: one JSON document per object.
-fn cluster_text(services: usize, pods: usize) -> String {
-    let mut documents = Vec::with_capacity(services * 2);
-    let mut address = 0u32;
-    for s in 0..services {
-        let (ns, name) = (["default", "kafka", "databases"][s % 3], format!("app-{s}"));
-        documents.push(format!(
-            r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}","namespace":"{ns}"}},"spec":{{"clusterIP":"None","ports":[{{"name":"peer","port":2380}}]}}}}"#
-        ));
-        let endpoints: Vec<String> = (0..pods)
-            .map(|i| {
-                address += 1;
-                let ip = Ipv4Addr::from(0x0a80_0000 + address);
-                format!(r#"{{"addresses":["{ip}"],"hostname":"{name}-{i}","conditions":{{"ready":true}},"targetRef":{{"kind":"Pod","name":"{name}-{i}"}}}}"#)
-            })
-            .collect();
-        documents.push(format!(
-            r#"{{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{{"name":"{name}-x","namespace":"{ns}","labels":{{"kubernetes.io/service-name":"{name}"}}}},"addressType":"IPv4","ports":[{{"name":"peer","port":2380,"protocol":"TCP"}}],"endpoints":[{}]}}"#,
-            endpoints.join(",")
-        ));
-    }
-    documents.join("\n---\n")
 }
 
 fn query(name: &str, rtype: RecordType, id: u16) -> Vec<u8> {
@@ -151,7 +130,7 @@ fn main() {
     let base = live_heap();
     let text = match &file {
         Some(path) => std::fs::read_to_string(path).expect("readable cluster file"),
-        None => cluster_text(services, pods),
+        None => cluster::cluster_text(services, pods),
     };
     let started = Instant::now();
     PEAK.store(live_heap(), std::sync::atomic::Ordering::Relaxed);

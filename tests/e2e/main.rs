@@ -15,6 +15,7 @@ mod files;
 mod fuzz_regressions;
 mod golden;
 mod hostile;
+mod knot;
 mod protocol;
 mod recipes;
 mod serials;

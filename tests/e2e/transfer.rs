@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -19,125 +19,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use peerdns::app::Running;
 use peerdns::config::{Config, TransferConfig};
 
-use crate::support::{Ask, Over, config_for, query, reverse_name, root, tcp_exchange, tcp_raw};
-
-/// A knotd secondary of every zone peerdns serves, killed when dropped.
-struct Knot {
-    child: Child,
-    address: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether `knotd` is installed; else says why the test is skipped.
-fn knot_available(test: &str) -> bool {
-    let found = Command::new("knotd")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        eprintln!("SKIPPED {test}: knotd is not installed (.ci/run installs the knot package)");
-    }
-    found
-}
-
-/// A free TCP and UDP port on 127.0.0.1 (bound, then let go).
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-impl Knot {
-    /// Starts knotd as a secondary of `zones`, pulling from `primary`.
-    fn start(primary: SocketAddr, zones: &[&str]) -> Knot {
-        Knot::start_on(free_port(), primary, zones)
-    }
-
-    /// [`Knot::start`] on `port`.
-    fn start_on(port: u16, primary: SocketAddr, zones: &[&str]) -> Knot {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().display();
-        let zone_list: String = zones
-            .iter()
-            .map(|zone| format!("  - domain: {zone}\n"))
-            .collect();
-        let config = format!(
-            "server:\n    rundir: \"{run}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    tcp-workers: 1\n    background-workers: 1\n\
-             database:\n    storage: \"{run}/db\"\n\
-             remote:\n  - id: primary\n    address: {}@{}\n\
-             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n\
-             template:\n  - id: default\n    storage: \"{run}/zones\"\n    master: primary\n    acl: notify_from_primary\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n    semantic-checks: off\n\
-             zone:\n{zone_list}\
-             log:\n  - target: \"{run}/knot.log\"\n    any: info\n",
-            primary.ip(),
-            primary.port(),
-        );
-        for folder in ["db", "zones"] {
-            std::fs::create_dir_all(dir.path().join(folder)).unwrap();
-        }
-        let config_path = dir.path().join("knot.conf");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("knotd")
-            .arg("-c")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("knotd starts");
-        Knot {
-            child,
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("knot.log")).unwrap_or_default()
-    }
-
-    /// Waits until Knot serves `zone` at `serial`.
-    async fn wait_for_serial(&self, zone: &str, serial: u32) {
-        let started = Instant::now();
-        loop {
-            if soa_serial(self.address, zone).await == Some(serial) {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "knot never served {zone} at serial {serial}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// The SOA serial `server` answers for `zone`, if it answers one.
-async fn soa_serial(server: SocketAddr, zone: &str) -> Option<u32> {
-    let ask = Ask::new(zone, RecordType::SOA);
-    let bytes = ask.message(7).to_vec().unwrap();
-    // Knot may not listen yet: a refused connection is no answer.
-    let mut stream = tokio::net::TcpStream::connect(server).await.ok()?;
-    let reply = tcp_exchange(&mut stream, &bytes).await?;
-    let reply = Message::from_vec(&reply).ok()?;
-    reply.answers.iter().find_map(|record| match &record.data {
-        RData::SOA(soa) => Some(soa.serial),
-        _ => None,
-    })
-}
+use crate::knot::{Knot, free_port, knot_available};
+use crate::support::{Ask, Over, config_for, query, reverse_name, root, tcp_raw};
 
 /// peerdns on `cluster`, transfers allowed to `allow`, with a nameserver address (so that
 /// `ns.dns` has one, as a zone's NS target should).
@@ -379,10 +262,11 @@ async fn secondary_answers_like_peerdns(cluster: &Path) {
     let running = primary(cluster, &["127.0.0.0/8"]).await;
     let address = running.addresses[0];
     let zones = ["cluster.local", "in-addr.arpa", "ip6.arpa"];
-    let knot = Knot::start(address, &zones);
+    let knot = Knot::secondary(address, &zones);
     let serial = running.index.serial();
     for zone in zones {
-        knot.wait_for_serial(&format!("{zone}."), serial).await;
+        knot.wait_for_serial(&format!("{zone}."), serial, Duration::from_secs(10))
+            .await;
     }
     let (differences, positive) = compare(address, knot.address, cluster).await;
     assert!(
@@ -543,9 +427,13 @@ async fn changes_reach_a_knot_secondary_through_notify() {
     });
     let running = peerdns::app::start(&config).await.expect("server starts");
     let address = running.addresses[0];
-    let knot = Knot::start_on(knot_port, address, &["cluster.local", "in-addr.arpa"]);
-    knot.wait_for_serial("cluster.local.", running.index.serial())
-        .await;
+    let knot = Knot::secondary_on(knot_port, address, &["cluster.local", "in-addr.arpa"]);
+    knot.wait_for_serial(
+        "cluster.local.",
+        running.index.serial(),
+        Duration::from_secs(10),
+    )
+    .await;
 
     let web = "web.live.svc.cluster.local.";
     // Rewrites the cluster file and waits until peerdns serves the change (its serial moves).
@@ -587,8 +475,12 @@ async fn changes_reach_a_knot_secondary_through_notify() {
     .await;
     edit(editable_cluster(3, 1, true, Some(new_service))).await;
     wait_until_same(address, &knot, "api.live.svc.cluster.local.", RecordType::A).await;
-    knot.wait_for_serial("cluster.local.", running.index.serial())
-        .await;
+    knot.wait_for_serial(
+        "cluster.local.",
+        running.index.serial(),
+        Duration::from_secs(10),
+    )
+    .await;
 
     let metrics = &running.admin.metrics;
     let acknowledged = metrics.notify_events(peerdns::metrics::NotifyEvent::Acknowledged);
