@@ -49,6 +49,9 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
+    /// The TSIG key file could not be read.
+    #[error("transfer.tsig_key_file: {0}")]
+    TsigKey(#[from] crate::dns::tsig::KeyFileError),
 }
 
 /// A started server.
@@ -136,6 +139,22 @@ pub fn authority(config: &Config) -> Result<Authority, ConfigError> {
     })
 }
 
+/// Who may transfer the zones and with which key, when `[transfer]` is configured (the key
+/// file is read here).
+pub fn transfer_settings(config: &Config) -> Result<Option<TransferSettings>, StartError> {
+    let Some(transfer) = &config.transfer else {
+        return Ok(None);
+    };
+    let key = match &transfer.tsig_key_file {
+        Some(path) => Some(crate::dns::tsig::TsigKey::load(path)?),
+        None => None,
+    };
+    Ok(Some(TransferSettings {
+        allow: transfer.allow.clone(),
+        key,
+    }))
+}
+
 /// Starts serving `config` on the current Tokio runtime.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
     config.validate()?;
@@ -157,10 +176,10 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         config.dns.max_udp_payload,
         metrics.clone(),
     );
-    if let Some(transfer) = &config.transfer {
-        responder = responder.with_transfers(TransferSettings {
-            allow: transfer.allow.clone(),
-        });
+    let transfers = transfer_settings(config)?;
+    let notify_key = transfers.as_ref().and_then(|t| t.key.clone());
+    if let Some(transfers) = transfers {
+        responder = responder.with_transfers(transfers);
     }
     let responder = Arc::new(responder);
     let server = tokio::spawn(serve(
@@ -174,6 +193,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         secondaries.unwrap_or_default(),
         Arc::new(responder.authority().clone()),
         index.clone(),
+        notify_key,
         metrics.clone(),
         shutdown.clone(),
     );

@@ -493,16 +493,6 @@ impl Config {
             let reason = format!("must be at most {MAX_IXFR_HISTORY}");
             return Err(invalid("transfer.ixfr_history".into(), &reason));
         }
-        if self
-            .transfer
-            .as_ref()
-            .is_some_and(|t| t.tsig_key_file.is_some())
-        {
-            return Err(invalid(
-                "transfer.tsig_key_file".into(),
-                "TSIG is not implemented yet; leave it out and restrict transfer.allow",
-            ));
-        }
         if self.source.poll_interval_ms == 0 {
             return Err(invalid(
                 "source.poll_interval_ms".into(),

@@ -192,6 +192,7 @@ fn exit_with(code: i32, message: &str) -> ! {
 /// `--check-config`: everything `start` would refuse, without binding or watching anything.
 async fn check(config: Config) -> Result<()> {
     peerdns::app::authority(&config)?;
+    peerdns::app::transfer_settings(&config)?;
     match config.source.kind {
         SourceKind::File => {
             let path = &config.source.file;

@@ -12,6 +12,11 @@
 //!        -> answer rules (answer/) -> encode to fit (fit.rs, R12) -> bytes
 //! ```
 //!
+//! A request that carries a TSIG (RFC 8945) is checked first (`tsig.rs`): one signed with the
+//! configured key is answered as above and the answer signed (leaving room for the TSIG
+//! record); any other signed request gets NOTAUTH with the TSIG error (BADKEY when no key is
+//! configured). A Knot secondary with a key signs its SOA checks, so they take this path.
+//!
 //! Parsing uses hickory-server's `Request` (which keeps the question's original bytes, so the
 //! question is echoed exactly as sent, case included) and encoding hickory-proto's
 //! `emit_message_parts`, with the question's name offered for compression (`EchoedQuestion`). A
@@ -40,6 +45,7 @@ use hickory_server::zone_handler::Queries;
 use super::answer::{Answer, Authority};
 use super::fit::{Cuttable, cut_to_fit};
 use super::transfer::TransferSettings;
+use super::tsig::{self, Checked};
 use super::wire::reader::name_end;
 use crate::index::Index;
 pub use crate::metrics::Transport;
@@ -125,7 +131,27 @@ impl Responder {
         transport: Transport,
     ) -> Option<Vec<u8>> {
         let started = Instant::now();
-        let (response, mut outcome) = self.answer_bytes(request, src, transport);
+        let key = self.transfers.as_ref().and_then(|t| t.key.as_ref());
+        let (response, mut outcome) = match tsig::check_request(key, request) {
+            Checked::Unsigned => self.answer_bytes(request, src, transport, false),
+            Checked::Signed(signature) => {
+                let (response, outcome) = self.answer_bytes(request, src, transport, true);
+                let signed = response.zip(key).map(|(mut response, key)| {
+                    signature.sign_first(key, &mut response);
+                    response
+                });
+                (signed, outcome)
+            }
+            Checked::Failed { response, .. } => {
+                let outcome = QueryOutcome {
+                    qtype: None,
+                    rcode: Some(ResponseCode::NotAuth),
+                    truncated: false,
+                    nodata: false,
+                };
+                (Some(response), outcome)
+            }
+        };
         outcome.truncated = response
             .as_ref()
             .is_some_and(|r| r.get(2).is_some_and(|b| b & 0x02 != 0));
@@ -133,11 +159,13 @@ impl Responder {
         response
     }
 
+    /// The answer to `request` (`signed`: it carries a verified TSIG, which its answer will).
     fn answer_bytes(
         &self,
         request: &[u8],
         src: SocketAddr,
         transport: Transport,
+        signed: bool,
     ) -> (Option<Vec<u8>>, QueryOutcome) {
         let mut outcome = QueryOutcome {
             qtype: None,
@@ -157,13 +185,16 @@ impl Responder {
             edns.set_max_payload(self.max_udp_payload);
             edns
         });
-        let limit = match transport {
+        let mut limit = match transport {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => udp_limit(
                 request.edns.as_ref().map(Edns::max_payload),
                 self.max_udp_payload,
             ),
         };
+        if signed {
+            limit -= tsig::ROOM.min(limit / 2); // room for the TSIG record the answer gets
+        }
         if !is_uncompressed(&request.queries) {
             // Echoed as sent, a compression pointer would point at other bytes in the response.
             outcome.rcode = Some(ResponseCode::FormErr);
@@ -189,7 +220,8 @@ impl Responder {
             return (Some(reply(ResponseCode::FormErr, None)), outcome);
         };
         let original = query.original();
-        if let Some(answer) = self.ixfr_over_udp(original.name(), original.query_type(), src) {
+        let transfer = (original.name(), original.query_type(), src, signed);
+        if let Some(answer) = self.ixfr_over_udp(transfer) {
             outcome.rcode = Some(answer.rcode);
             return (Some(reply(answer.rcode, Some(answer))), outcome);
         }
@@ -204,14 +236,22 @@ impl Responder {
 
 impl Responder {
     /// An IXFR over UDP from a client allowed to transfer, at a zone's apex: the current SOA
-    /// alone (RFC 1995 section 2: the client is up to date, or retries over TCP); `None` for
-    /// any other question (the rules answer it: REFUSED for a transfer).
-    fn ixfr_over_udp(&self, qname: &Name, qtype: RecordType, src: SocketAddr) -> Option<Answer> {
-        let allowed = self.transfers.as_ref()?.allows(src.ip());
+    /// alone (RFC 1995 section 2: the client is up to date, or retries over TCP), or NOTAUTH
+    /// when a TSIG key is configured and the request is not signed with it; `None` for any
+    /// other question (the rules answer it: REFUSED for a transfer).
+    fn ixfr_over_udp(
+        &self,
+        (qname, qtype, src, signed): (&Name, RecordType, SocketAddr, bool),
+    ) -> Option<Answer> {
+        let settings = self.transfers.as_ref()?;
+        let allowed = settings.allows(src.ip());
         if qtype != RecordType::IXFR || !allowed || !self.index.is_synced() {
             return None;
         }
         let zone = self.authority.zone_at(&qname.to_lowercase())?;
+        if settings.key.is_some() && !signed {
+            return Some(empty_answer(ResponseCode::NotAuth));
+        }
         let mut soa = self
             .authority
             .soa(&self.index, self.authority.zone_name(zone));

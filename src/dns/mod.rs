@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod tcp;
 pub mod transfer;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 

@@ -26,7 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::message::{Responder, Transport};
 use super::transfer::{TransferKind, TransferSettings, admit, asks_transfer};
@@ -191,7 +191,8 @@ impl Connection {
             Ok(transfer) => transfer,
             Err(refusal) => {
                 let rcode = refusal.get(3).map_or(0, |b| b & 0x0f);
-                debug!(%peer, kind = kind.label(), rcode, "zone transfer refused");
+                // Rare and worth an operator's eye: a secondary misconfigured, or a stranger.
+                info!(%peer, kind = kind.label(), rcode, "zone transfer refused");
                 metrics.record_transfer(kind.label(), TransferOutcome::Refused);
                 return self.write_response(stream, &refusal).await;
             }

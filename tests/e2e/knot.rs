@@ -59,13 +59,32 @@ impl Knot {
 
     /// [`Knot::secondary`] on `port`.
     pub fn secondary_on(port: u16, primary: SocketAddr, zones: &[&str]) -> Knot {
+        Knot::secondary_keyed(port, primary, zones, None)
+    }
+
+    /// [`Knot::secondary_on`], and with `key` (its name and base64 hmac-sha256 secret) every
+    /// transfer and SOA check is signed with TSIG, and only NOTIFYs signed with it are taken.
+    pub fn secondary_keyed(
+        port: u16,
+        primary: SocketAddr,
+        zones: &[&str],
+        key: Option<(&str, &str)>,
+    ) -> Knot {
         let zone_list: String = zones
             .iter()
             .map(|zone| format!("  - domain: {zone}\n"))
             .collect();
+        let (key_section, use_key) = match key {
+            Some((name, secret)) => (
+                format!("key:\n  - id: {name}\n    algorithm: hmac-sha256\n    secret: {secret}\n"),
+                format!("    key: {name}\n"),
+            ),
+            None => (String::new(), String::new()),
+        };
         let template = format!(
-            "remote:\n  - id: primary\n    address: {}@{}\n    block-notify-after-transfer: on\n\
-             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n\
+            "{key_section}\
+             remote:\n  - id: primary\n    address: {}@{}\n    block-notify-after-transfer: on\n{use_key}\
+             acl:\n  - id: notify_from_primary\n    address: 127.0.0.1\n    action: notify\n{use_key}\
              template:\n  - id: default\n    storage: \"@RUN@/zones\"\n    master: primary\n    acl: notify_from_primary\n    zonefile-sync: -1\n    zonefile-load: none\n    journal-content: changes\n    semantic-checks: off\n\
              zone:\n{zone_list}",
             primary.ip(),

@@ -18,6 +18,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use peerdns::app::Running;
 use peerdns::config::{Config, TransferConfig};
+use peerdns::metrics::TransferOutcome;
 
 use crate::knot::{Knot, free_port, knot_available};
 use crate::support::{Ask, Over, config_for, query, reverse_name, root, tcp_raw};
@@ -413,6 +414,35 @@ async fn changes_reach_a_knot_secondary_through_notify() {
     if !knot_available("knot secondary (notify)") {
         return;
     }
+    changes_reach_knot(false).await;
+}
+
+#[tokio::test]
+async fn changes_reach_a_knot_secondary_with_tsig_on_everything() {
+    if !knot_available("knot secondary (notify, TSIG)") {
+        return;
+    }
+    changes_reach_knot(true).await;
+}
+
+/// The TSIG key the tests share with Knot: its name and base64 secret.
+const KEY_NAME: &str = "transfer-key";
+const KEY_SECRET: &str = "c2VjcmV0LXNoYXJlZC13aXRoLXRoZS1zZWNvbmRhcnkhIQ==";
+
+/// Writes the key file (BIND's `tsig-keygen` form) into `dir`.
+fn key_file(dir: &Path, secret: &str) -> std::path::PathBuf {
+    let path = dir.join("tsig.key");
+    std::fs::write(
+        &path,
+        format!("key \"{KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Scale, not-ready, a new and a deleted Service reach a Knot secondary through NOTIFY and
+/// IXFR; with `tsig`, every message both ways is signed (Knot refuses anything else).
+async fn changes_reach_knot(tsig: bool) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cluster.yaml");
     std::fs::write(&file, editable_cluster(3, 0, false, None)).unwrap();
@@ -423,11 +453,14 @@ async fn changes_reach_a_knot_secondary_through_notify() {
     config.transfer = Some(TransferConfig {
         allow: vec!["127.0.0.0/8".parse().unwrap()],
         notify: vec![SocketAddr::from(([127, 0, 0, 1], knot_port))],
+        tsig_key_file: tsig.then(|| key_file(dir.path(), KEY_SECRET)),
         ..TransferConfig::default()
     });
     let running = peerdns::app::start(&config).await.expect("server starts");
     let address = running.addresses[0];
-    let knot = Knot::secondary_on(knot_port, address, &["cluster.local", "in-addr.arpa"]);
+    let zones = ["cluster.local", "in-addr.arpa"];
+    let key = tsig.then_some((KEY_NAME, KEY_SECRET));
+    let knot = Knot::secondary_keyed(knot_port, address, &zones, key);
     knot.wait_for_serial(
         "cluster.local.",
         running.index.serial(),
@@ -509,6 +542,29 @@ async fn changes_reach_a_knot_secondary_through_notify() {
     );
     assert!(ixfrs >= 4, "{ixfrs} IXFRs:\n{log}");
     assert!(!log.contains("fallback"), "no fallback to AXFR:\n{log}");
+    if tsig {
+        assert!(!log.contains("TSIG"), "no TSIG complaint:\n{log}");
+        assert_eq!(events[1], 0, "no NOTIFY refused");
+        // The control: a secondary with another secret gets nothing, and peerdns says why.
+        let refused_before = metrics.transfers("axfr", TransferOutcome::Refused);
+        let wrong = "b3RoZXItc2VjcmV0LW5vdC10aGUtcHJpbWFyeXMta2V5IQ==";
+        let outsider = Knot::secondary_keyed(free_port(), address, &zones, Some((KEY_NAME, wrong)));
+        let started = Instant::now();
+        while metrics.transfers("axfr", TransferOutcome::Refused) == refused_before {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a secondary with the wrong secret was never refused; its log:\n{}",
+                outsider.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            crate::knot::soa_serial(outsider.address, "cluster.local.").await,
+            None,
+            "the outsider has no zone; its log:\n{}",
+            outsider.log()
+        );
+    }
     running.stop().await;
 }
 
@@ -569,4 +625,222 @@ fn the_shipped_knot_secondary_config_is_valid() {
         String::from_utf8_lossy(&checked.stdout),
         String::from_utf8_lossy(&checked.stderr)
     );
+}
+
+/// An AXFR request for `zone`, signed by `signer` when given (hickory's own TSIG code, a
+/// second implementation), and the verifier of its answers.
+fn axfr_request(
+    zone: &str,
+    signer: Option<&hickory_proto::rr::TSigner>,
+) -> (Vec<u8>, Option<hickory_proto::rr::TSigVerifier>) {
+    let mut message = Message::new(0x7a7a, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(
+        Name::from_ascii(zone).unwrap(),
+        RecordType::AXFR,
+    ));
+    let Some(signer) = signer else {
+        return (message.to_vec().unwrap(), None);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (record, verifier) = signer.sign_message(&message, now).unwrap();
+    message.set_signature(record);
+    (message.to_vec().unwrap(), verifier)
+}
+
+fn signer(name: &str, secret: &str) -> hickory_proto::rr::TSigner {
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+    let secret = data_encoding::BASE64.decode(secret.as_bytes()).unwrap();
+    hickory_proto::rr::TSigner::new(
+        secret,
+        TsigAlgorithm::HmacSha256,
+        Name::from_ascii(name).unwrap(),
+        300,
+    )
+    .unwrap()
+}
+
+/// Reads length-prefixed messages from `stream` until one ends with the zone's closing SOA.
+async fn read_transfer(stream: &mut tokio::net::TcpStream) -> Vec<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut messages = Vec::new();
+    let mut soas = 0;
+    while soas < 2 {
+        let mut prefix = [0u8; 2];
+        stream.read_exact(&mut prefix).await.unwrap();
+        let mut message = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        stream.read_exact(&mut message).await.unwrap();
+        let parsed = Message::from_vec(&message).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::NoError);
+        soas += parsed
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::SOA)
+            .count();
+        messages.push(message);
+    }
+    messages
+}
+
+#[tokio::test]
+async fn with_a_tsig_key_transfers_must_be_signed_and_every_message_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = dir.path().join("cluster.yaml");
+    // 200 headless Services of 5 pods: a zone of several 64 KiB messages.
+    let mut text = String::new();
+    for s in 0..200 {
+        let endpoints: String = (0..5)
+            .map(|p| {
+                format!(
+                    "  - {{addresses: [\"10.8.{s}.{}\"], hostname: db-{p}}}\n",
+                    p + 1
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: db{s}, namespace: big}}\nspec:\n  clusterIP: None\n  ports: [{{name: peer, port: 7000}}]\n---\n\
+             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: db{s}-1\n  namespace: big\n  labels: {{kubernetes.io/service-name: db{s}}}\naddressType: IPv4\nports: [{{name: peer, port: 7000, protocol: TCP}}]\nendpoints:\n{endpoints}---\n"
+        ));
+    }
+    std::fs::write(&cluster, text).unwrap();
+    let mut config: Config = config_for(&cluster);
+    config.dns.nameserver_addresses = vec!["192.0.2.53".parse().unwrap()];
+    config.transfer = Some(TransferConfig {
+        allow: vec!["127.0.0.0/8".parse().unwrap()],
+        tsig_key_file: Some(key_file(dir.path(), KEY_SECRET)),
+        ..TransferConfig::default()
+    });
+    let running = peerdns::app::start(&config).await.expect("server starts");
+    let server = running.addresses[0];
+    let zone = "cluster.local.";
+    let ask = async |request: &[u8]| {
+        let reply = tcp_raw(server, request).await.expect("a reply");
+        Message::from_vec(&reply).unwrap()
+    };
+
+    // Unsigned: NOTAUTH, no records.
+    let (unsigned, _) = axfr_request(zone, None);
+    let reply = ask(&unsigned).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+    assert!(reply.answers.is_empty());
+    // Another secret: NOTAUTH with BADSIG; another key name: BADKEY.
+    use hickory_proto::rr::rdata::tsig::TsigError;
+    let wrong_secret = signer(KEY_NAME, "b3RoZXItc2VjcmV0LW5vdC10aGUtcHJpbWFyeXMta2V5IQ==");
+    let reply = ask(&axfr_request(zone, Some(&wrong_secret)).0).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(
+        reply.signature().unwrap().data.error,
+        Some(TsigError::BadSig)
+    );
+    assert!(reply.answers.is_empty());
+    let other_key = signer("someone-else", KEY_SECRET);
+    let reply = ask(&axfr_request(zone, Some(&other_key)).0).await;
+    assert_eq!(
+        reply.signature().unwrap().data.error,
+        Some(TsigError::BadKey)
+    );
+    let refused = running
+        .admin
+        .metrics
+        .transfers("axfr", TransferOutcome::Refused);
+    assert_eq!(refused, 3);
+
+    // Signed with the key: the whole zone, each message verified by hickory in turn.
+    let (signed, verifier) = axfr_request(zone, Some(&signer(KEY_NAME, KEY_SECRET)));
+    let mut verifier = verifier.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut framed = (signed.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&signed);
+        stream.write_all(&framed).await.unwrap();
+    }
+    let messages = read_transfer(&mut stream).await;
+    for (n, message) in messages.iter().enumerate() {
+        verifier
+            .verify(message)
+            .unwrap_or_else(|e| panic!("message {n} of {}: {e}", messages.len()));
+    }
+    let records: usize = messages
+        .iter()
+        .map(|m| Message::from_vec(m).unwrap().answers.len())
+        .sum();
+    assert!(
+        messages.len() >= 3 && records > 3000,
+        "{records} records in {} messages",
+        messages.len()
+    );
+
+    // A signed SOA query (what a secondary's refresh sends) is answered, signed.
+    let mut soa = Message::new(9, MessageType::Query, OpCode::Query);
+    soa.add_query(Query::query(
+        Name::from_ascii(zone).unwrap(),
+        RecordType::SOA,
+    ));
+    let (record, verifier) = signer(KEY_NAME, KEY_SECRET)
+        .sign_message(&soa, now_secs())
+        .unwrap();
+    soa.set_signature(record);
+    let reply = tcp_raw(server, &soa.to_vec().unwrap()).await.unwrap();
+    let verified = verifier
+        .unwrap()
+        .verify(&reply)
+        .expect("a signed SOA answer");
+    assert_eq!(verified.answers.len(), 1);
+
+    // Over UDP, an unsigned IXFR gets NOTAUTH instead of the SOA.
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket
+        .send_to(&ixfr_request(zone, 1), server)
+        .await
+        .unwrap();
+    let mut buffer = vec![0u8; 1500];
+    let (length, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = Message::from_vec(&buffer[..length]).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+    assert!(reply.answers.is_empty());
+    running.stop().await;
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn a_broken_key_file_stops_the_start_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tsig.key");
+    std::fs::write(
+        &key,
+        "key \"transfer\" {\n  algorithm hmac-sha256;\n  secret \"not base64!\";\n};\n",
+    )
+    .unwrap();
+    let config = dir.path().join("peerdns.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\nfile = \"{}\"\n[transfer]\nallow = [\"127.0.0.1/32\"]\ntsig_key_file = \"tsig.key\"\n",
+            root().join("config/cluster.yaml").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_peerdns"))
+        .args(["--check-config", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let expected = format!(
+        "transfer.tsig_key_file: {}:3: secret: not base64",
+        key.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
 }

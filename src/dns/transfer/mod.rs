@@ -15,6 +15,9 @@
 //! section 2: the client is up to date); any other IXFR gets the whole zone in AXFR form, which
 //! RFC 1995 section 4 allows a server without the asked history to send.
 //!
+//! With `transfer.tsig_key_file`, a request must also carry a valid TSIG with that key, and
+//! every message of the answer is signed (`dns/tsig.rs`).
+//!
 //! Invariants: a client outside `allow` gets REFUSED and no record; a transfer lists the
 //! records of one snapshot between two copies of that snapshot's SOA; nothing here decides a
 //! record: `answer/zone.rs` asks the one rule engine for every name.
@@ -29,6 +32,7 @@ use hickory_proto::rr::{DNSClass, RData, RecordType};
 use ipnet::IpNet;
 
 use super::answer::{Authority, ZoneId};
+use super::tsig::{self, Checked, TsigKey};
 use super::wire::reader::{HEADER_LEN, name_end};
 use crate::index::{Index, serial_lt};
 use stream::Body;
@@ -39,6 +43,8 @@ pub use stream::{MAX_MESSAGE, TransferStream};
 pub struct TransferSettings {
     /// Networks whose clients may AXFR and IXFR; empty: nobody.
     pub allow: Vec<IpNet>,
+    /// The key transfer requests must be signed with (and NOTIFY is signed with), if any.
+    pub key: Option<TsigKey>,
 }
 
 impl TransferSettings {
@@ -89,8 +95,37 @@ pub fn asks_transfer(request: &[u8]) -> Option<TransferKind> {
 }
 
 /// Decides a transfer request from `peer`: the transfer to stream, or the one response that
-/// refuses it.
+/// refuses it. With a key configured the request must be signed with it (else NOTAUTH, with
+/// the TSIG error when it was signed otherwise) and everything sent back is signed.
 pub fn admit(
+    authority: &Authority,
+    index: &Index,
+    settings: &TransferSettings,
+    request: &[u8],
+    peer: SocketAddr,
+) -> Result<TransferStream, Vec<u8>> {
+    let signature = match tsig::check_request(settings.key.as_ref(), request) {
+        Checked::Failed { response, .. } => return Err(response),
+        Checked::Unsigned if settings.key.is_some() => return Err(tsig::refusal(request)),
+        Checked::Unsigned => None,
+        Checked::Signed(signature) => Some(signature),
+    };
+    let mut signer = signature
+        .zip(settings.key.clone())
+        .map(|(signature, key)| signature.chain(key));
+    match admit_verified(authority, index, settings, request, peer) {
+        Ok(stream) => Ok(stream.signed_by(signer)),
+        Err(mut refusal) => {
+            if let Some(signer) = &mut signer {
+                signer.sign(&mut refusal);
+            }
+            Err(refusal)
+        }
+    }
+}
+
+/// [`admit`] once the request's signature (if any) is accepted.
+fn admit_verified(
     authority: &Authority,
     index: &Index,
     settings: &TransferSettings,

@@ -9,6 +9,9 @@
 //! asked again until the next change. When the serial moved while it was being told, the task
 //! starts over with the newest one.
 //!
+//! With a TSIG key each NOTIFY is signed, and an answer that says NOERROR counts only when
+//! its signature verifies (an error answer is taken as it is: it only stops the retries).
+//!
 //! Invariants: at most one round of NOTIFYs is outstanding per secondary, however many changes
 //! arrive meanwhile (a burst is told as its newest serial); nothing here blocks the index
 //! writer (it only publishes the serial on a watch channel) or the query path; nothing is sent
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::dns::answer::{Authority, ZoneId};
+use crate::dns::tsig::TsigKey;
 use crate::index::Index;
 use crate::metrics::{Metrics, NotifyEvent};
 
@@ -40,6 +44,7 @@ pub fn spawn_notifiers(
     secondaries: &[SocketAddr],
     authority: Arc<Authority>,
     index: Index,
+    key: Option<TsigKey>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -50,6 +55,7 @@ pub fn spawn_notifiers(
                 secondary,
                 authority: authority.clone(),
                 index: index.clone(),
+                key: key.clone(),
                 metrics: metrics.clone(),
                 next_id: initial_id(secondary),
             };
@@ -71,6 +77,8 @@ struct Notifier {
     secondary: SocketAddr,
     authority: Arc<Authority>,
     index: Index,
+    /// Signs each NOTIFY and checks the answers' signatures, when configured.
+    key: Option<TsigKey>,
     metrics: Arc<Metrics>,
     next_id: u16,
 }
@@ -117,31 +125,44 @@ impl Notifier {
         let mut wait = FIRST_WAIT;
         loop {
             let serial = self.index.serial();
-            let mut sent: Vec<(u16, usize)> = Vec::with_capacity(unanswered.len());
+            // Each NOTIFY sent: its ID, its zone and its MAC (empty when unsigned).
+            let mut sent: Vec<(u16, usize, Vec<u8>)> = Vec::with_capacity(unanswered.len());
             for &zone in &unanswered {
                 let id = self.next_id;
                 self.next_id = self.next_id.wrapping_add(1);
-                let message = self.notify_message(id, zones[zone], serial);
+                let mut message = self.notify_message(id, zones[zone], serial);
+                let mac = match &self.key {
+                    Some(key) => key.sign(&mut message, None, true, None, Vec::new()),
+                    None => Vec::new(),
+                };
                 match socket.send(&message).await {
                     Ok(_) => {
                         self.metrics.record_notify(NotifyEvent::Sent);
-                        sent.push((id, zone));
+                        sent.push((id, zone, mac));
                     }
                     Err(error) => debug!(secondary = %self.secondary, %error, "NOTIFY not sent"),
                 }
             }
             let deadline = Instant::now() + wait;
             while !sent.is_empty() {
-                let (id, rcode) = match tokio::time::timeout_at(deadline, read_answer(socket)).await
-                {
-                    Ok(Ok(Some(answer))) => answer,
-                    Ok(Ok(None)) => continue,     // not a NOTIFY answer
-                    Ok(Err(_)) | Err(_) => break, // unreachable (ICMP), or the wait is over
-                };
-                let Some(position) = sent.iter().position(|(sent_id, _)| *sent_id == id) else {
+                let (id, rcode, answer) =
+                    match tokio::time::timeout_at(deadline, read_answer(socket)).await {
+                        Ok(Ok(Some(answer))) => answer,
+                        Ok(Ok(None)) => continue,     // not a NOTIFY answer
+                        Ok(Err(_)) | Err(_) => break, // unreachable (ICMP), or the wait is over
+                    };
+                let Some(position) = sent.iter().position(|(sent_id, ..)| *sent_id == id) else {
                     continue; // an answer to an earlier round, or a stray datagram
                 };
-                let (_, zone) = sent.swap_remove(position);
+                if let Some(key) = &self.key
+                    && rcode == ResponseCode::NoError
+                    && let Err(error) = key.verify_response(&answer, &sent[position].2)
+                {
+                    // Not from the secondary we share the key with: as good as no answer.
+                    debug!(secondary = %self.secondary, ?error, "NOTIFY answer with a bad TSIG ignored");
+                    continue;
+                }
+                let (_, zone, _) = sent.swap_remove(position);
                 unanswered.remove(&zone);
                 let name = self.authority.zone_name(zones[zone]);
                 if rcode == ResponseCode::NoError {
@@ -183,14 +204,15 @@ impl Notifier {
     }
 }
 
-/// Reads one datagram: the ID and rcode of a NOTIFY answer, `None` for anything else.
-async fn read_answer(socket: &UdpSocket) -> std::io::Result<Option<(u16, ResponseCode)>> {
-    let mut buffer = [0u8; 512];
+/// Reads one datagram: the ID, rcode and bytes of a NOTIFY answer, `None` for anything else.
+async fn read_answer(socket: &UdpSocket) -> std::io::Result<Option<(u16, ResponseCode, Vec<u8>)>> {
+    let mut buffer = vec![0u8; 4096];
     let length = socket.recv(&mut buffer).await?;
-    let Ok(answer) = Message::from_vec(&buffer[..length]) else {
+    buffer.truncate(length);
+    let Ok(answer) = Message::from_vec(&buffer) else {
         return Ok(None);
     };
     let is_answer = answer.metadata.message_type == MessageType::Response
         && answer.metadata.op_code == OpCode::Notify;
-    Ok(is_answer.then_some((answer.metadata.id, answer.metadata.response_code)))
+    Ok(is_answer.then_some((answer.metadata.id, answer.metadata.response_code, buffer)))
 }

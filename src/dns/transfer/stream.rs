@@ -3,9 +3,10 @@
 //! the SOA again: RFC 5936 section 2.2), the SOA alone, or an incremental difference.
 //!
 //! Invariants: a full transfer holds at most one part of the zone at a time, besides the
-//! records not yet sent; every message fits a TCP frame (records are counted at their uncompressed size, and
-//! compression only shrinks them); the first message alone carries the question; a record is
-//! sent once, in order.
+//! records not yet sent; every message fits a TCP frame (records are counted at their
+//! uncompressed size, and compression only shrinks them; a signed transfer keeps
+//! [`tsig::ROOM`] free for the TSIG record); the first message alone carries the question; a
+//! record is sent once, in order.
 
 use std::collections::VecDeque;
 
@@ -15,6 +16,7 @@ use hickory_proto::serialize::binary::BinEncodable;
 
 use super::TransferKind;
 use crate::dns::answer::{Authority, ZoneId};
+use crate::dns::tsig::{self, ResponseChain};
 use crate::index::{Index, Snapshot};
 
 /// The largest message a transfer sends: a TCP frame's 65535 bytes.
@@ -71,6 +73,8 @@ pub struct TransferStream {
     pending: VecDeque<Record>,
     /// Records sent so far.
     records: u64,
+    /// Signs each message when the request was signed.
+    signer: Option<ResponseChain>,
 }
 
 impl TransferStream {
@@ -87,6 +91,7 @@ impl TransferStream {
             next_part: 0,
             pending: VecDeque::new(),
             records: 0,
+            signer: None,
         };
         match body {
             Body::Full(snapshot) => {
@@ -101,6 +106,12 @@ impl TransferStream {
             }
         }
         stream
+    }
+
+    /// This transfer, each message signed by `signer` (when there is one).
+    pub(super) fn signed_by(mut self, signer: Option<ResponseChain>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// AXFR or IXFR.
@@ -140,6 +151,9 @@ impl TransferStream {
         let mut message = Message::new(self.id, MessageType::Response, OpCode::Query);
         message.metadata.authoritative = true;
         let mut budget = MAX_MESSAGE - HEADER;
+        if self.signer.is_some() {
+            budget -= tsig::ROOM;
+        }
         if !self.asked {
             budget = budget.saturating_sub(encoded_len(&self.query));
             message.queries.push(self.query.clone());
@@ -160,7 +174,12 @@ impl TransferStream {
             self.records += 1;
         }
         match message.to_vec() {
-            Ok(bytes) => Some(bytes),
+            Ok(mut bytes) => {
+                if let Some(signer) = &mut self.signer {
+                    signer.sign(&mut bytes);
+                }
+                Some(bytes)
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot encode a zone transfer message");
                 self.stage = Stage::Done;

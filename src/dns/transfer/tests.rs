@@ -27,6 +27,7 @@ fn authority() -> Authority {
 fn settings() -> TransferSettings {
     TransferSettings {
         allow: vec!["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()],
+        key: None,
     }
 }
 

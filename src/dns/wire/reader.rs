@@ -35,6 +35,22 @@ pub fn walk_name<'m>(
     }
 }
 
+/// The offset right after the name at `start`, which may end in a compression pointer (for
+/// stepping over records, not for reading the name); `None` for an extended label type or a
+/// name that runs past the end.
+pub fn skip_name(message: &[u8], start: usize) -> Option<usize> {
+    let mut at = start;
+    loop {
+        let length = *message.get(at)?;
+        match length {
+            0 => return Some(at + 1),
+            1..=63 => at += 1 + usize::from(length),
+            0xc0.. => return message.get(at + 1).map(|_| at + 2),
+            _ => return None,
+        }
+    }
+}
+
 /// The offset right after the uncompressed name at `start` (see [`walk_name`]).
 pub fn name_end(message: &[u8], start: usize) -> Option<usize> {
     walk_name(message, start, |_, _| {})
