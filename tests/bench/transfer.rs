@@ -12,7 +12,10 @@
 //!   primary; Knot's own log gives each transfer's time.
 //! - **Changes**: `--changes` (default 100) pod address changes, one every 100 ms, each timed
 //!   from the API write to the first answer showing it, from peerdns and from the secondary:
-//!   p50 / p99 / max of both, and the secondary's lag over peerdns.
+//!   p50 / p99 / max of both, and the secondary's lag over peerdns. The peer: the same number
+//!   of address changes made on the Knot primary (a `knotc` transaction each; it NOTIFYs its
+//!   own Knot secondary), timed from the commit to its answer and to its secondary's. Both
+//!   secondaries run with `block-notify-after-transfer` (see deploy/secondary/knot.conf).
 //!
 //! Run: `cargo bench --bench transfer` (needs `knotd`: `apt-get install knot`).
 
@@ -169,6 +172,34 @@ fn knot_axfr_seconds(log: &str) -> Option<f64> {
         .ok()
 }
 
+/// Polls `primary` and `secondary` for `name` until both answer `want`: the time from
+/// `written` to each one's first such answer.
+async fn time_to_answers(
+    socket: &UdpSocket,
+    (primary, secondary): (SocketAddr, SocketAddr),
+    name: &str,
+    want: IpAddr,
+    written: Instant,
+    mut id: u16,
+) -> (Duration, Duration) {
+    let mut at_primary = None;
+    loop {
+        assert!(
+            written.elapsed() < Duration::from_secs(30),
+            "{name} never reached the secondary"
+        );
+        id = id.wrapping_add(1);
+        if at_primary.is_none() && addresses(socket, primary, name, id).await.contains(&want) {
+            at_primary = Some(written.elapsed());
+        }
+        id = id.wrapping_add(1);
+        if addresses(socket, secondary, name, id).await.contains(&want) {
+            let at_secondary = written.elapsed();
+            return (at_primary.unwrap_or(at_secondary), at_secondary);
+        }
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -243,7 +274,9 @@ async fn main() {
     let kept = axfr(peerdns, true).await;
     let zone_file = dir.path().join("cluster.local.zone");
     std::fs::write(&zone_file, kept.text.unwrap()).unwrap();
-    let knot_primary = Knot::primary_of("cluster.local", &zone_file);
+    let peer_port = knot::free_port();
+    let peer_address = SocketAddr::from(([127, 0, 0, 1], peer_port));
+    let knot_primary = Knot::primary_of("cluster.local", &zone_file, peer_address);
     knot_primary
         .wait_for_serial(ZONE, running.index.serial(), Duration::from_secs(60))
         .await;
@@ -270,7 +303,7 @@ async fn main() {
         .wait_for_serial(ZONE, running.index.serial(), Duration::from_secs(60))
         .await;
     let to_serving = started.elapsed();
-    let peer_secondary = Knot::secondary(knot_primary.address, &["cluster.local"]);
+    let peer_secondary = Knot::secondary_on(peer_port, knot_primary.address, &["cluster.local"]);
     peer_secondary
         .wait_for_serial(ZONE, running.index.serial(), Duration::from_secs(60))
         .await;
@@ -283,8 +316,6 @@ async fn main() {
          {theirs_s:?} s; from knotd's start to serving the zone {:.2} s",
         to_serving.as_secs_f64()
     );
-    drop(peer_secondary);
-    drop(knot_primary);
 
     // The first NOTIFY went out before the secondary was started; wait for its retry to be
     // answered, so that no change below waits out that backoff.
@@ -324,27 +355,16 @@ async fn main() {
         let want = IpAddr::V4(new_ip);
         let written = Instant::now();
         api.apply(&slice);
-        let (mut at_primary, mut at_secondary) = (None, None);
-        let mut id: u16 = (change as u16).wrapping_mul(1000);
-        while at_secondary.is_none() {
-            assert!(
-                written.elapsed() < Duration::from_secs(30),
-                "change {change} never reached the secondary"
-            );
-            id = id.wrapping_add(1);
-            if at_primary.is_none() && addresses(&socket, peerdns, &name, id).await.contains(&want)
-            {
-                at_primary = Some(written.elapsed());
-            }
-            id = id.wrapping_add(1);
-            if addresses(&socket, secondary.address, &name, id)
-                .await
-                .contains(&want)
-            {
-                at_secondary = Some(written.elapsed());
-                at_primary.get_or_insert(written.elapsed());
-            }
-        }
+        let id = (change as u16).wrapping_mul(1000);
+        let (at_primary, at_secondary) = time_to_answers(
+            &socket,
+            (peerdns, secondary.address),
+            &name,
+            want,
+            written,
+            id,
+        )
+        .await;
         if std::env::var_os("TRANSFER_BENCH_VERBOSE").is_some() {
             println!(
                 "change {change} at {:?} serial {}: {:?} {:?}",
@@ -354,11 +374,42 @@ async fn main() {
                 at_secondary
             );
         }
-        primary_times.push(at_primary.unwrap());
-        secondary_times.push(at_secondary.unwrap());
+        primary_times.push(at_primary);
+        secondary_times.push(at_secondary);
     }
     primary_times.sort();
     secondary_times.sort();
+
+    // The peer: the same kind of change made on the Knot primary (knotc, a transaction per
+    // change), timed from its commit to its own answer and to its secondary's.
+    let (mut knot_times, mut knot_secondary_times) = (Vec::new(), Vec::new());
+    for change in 0..changes {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let slice = &slices[(change * 197 + 1) % slices.len()];
+        let service = slice["metadata"]["labels"]["kubernetes.io/service-name"]
+            .as_str()
+            .unwrap();
+        let namespace = slice["metadata"]["namespace"].as_str().unwrap();
+        let hostname = slice["endpoints"][0]["hostname"].as_str().unwrap();
+        let name = format!("{hostname}.{service}.{namespace}.svc.{ZONE}");
+        let id = (change as u16).wrapping_mul(1000).wrapping_add(500);
+        let old = addresses(&socket, knot_primary.address, &name, id).await;
+        let old = old.first().expect("the Knot primary serves the name");
+        let new_ip = Ipv4Addr::from(0x0c00_0000 + change as u32 + 1);
+        knot_primary.knotc(&["zone-begin", ZONE]);
+        knot_primary.knotc(&["zone-unset", ZONE, &name, "A", &old.to_string()]);
+        knot_primary.knotc(&["zone-set", ZONE, &name, "5", "A", &new_ip.to_string()]);
+        let written = Instant::now();
+        knot_primary.knotc(&["zone-commit", ZONE]);
+        let servers = (knot_primary.address, peer_secondary.address);
+        let (at_primary, at_secondary) =
+            time_to_answers(&socket, servers, &name, IpAddr::V4(new_ip), written, id + 1).await;
+        knot_times.push(at_primary);
+        knot_secondary_times.push(at_secondary);
+    }
+    knot_times.sort();
+    knot_secondary_times.sort();
+
     let report = |what: &str, times: &[Duration]| {
         println!(
             "{what}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -369,6 +420,16 @@ async fn main() {
     };
     report("change to peerdns's answer", &primary_times);
     report("change to the secondary's answer", &secondary_times);
+    report("peer: change to the Knot primary's answer", &knot_times);
+    report(
+        "peer: change to its Knot secondary's answer",
+        &knot_secondary_times,
+    );
+    println!(
+        "secondary p50, p99 ratio peerdns's/knot's: {:.2}, {:.2}",
+        ms(percentile(&secondary_times, 0.5)) / ms(percentile(&knot_secondary_times, 0.5)),
+        ms(percentile(&secondary_times, 0.99)) / ms(percentile(&knot_secondary_times, 0.99)),
+    );
     println!(
         "secondary lag over peerdns: p50 {:.1} ms, p99 {:.1} ms",
         ms(percentile(&secondary_times, 0.5)) - ms(percentile(&primary_times, 0.5)),

@@ -93,17 +93,38 @@ impl Knot {
         Knot::run(port, &template)
     }
 
-    /// A primary serving `zone` from `zone_file`, transfers allowed to 127.0.0.1 (the transfer
-    /// benchmark's peer).
+    /// A primary serving `zone` from `zone_file`, transfers allowed to 127.0.0.1, NOTIFY sent
+    /// to `notify`, changes (made with [`Knot::knotc`]) kept for IXFR (the transfer benchmark's
+    /// peer).
     #[allow(dead_code)]
-    pub fn primary_of(zone: &str, zone_file: &Path) -> Knot {
+    pub fn primary_of(zone: &str, zone_file: &Path, notify: SocketAddr) -> Knot {
         let template = format!(
-            "acl:\n  - id: transfer_to_local\n    address: 127.0.0.1\n    action: transfer\n\
-             template:\n  - id: default\n    storage: \"@RUN@/zones\"\n    acl: transfer_to_local\n    zonefile-sync: -1\n    journal-content: none\n    semantic-checks: off\n\
+            "remote:\n  - id: secondary\n    address: {}@{}\n\
+             acl:\n  - id: transfer_to_local\n    address: 127.0.0.1\n    action: transfer\n\
+             template:\n  - id: default\n    storage: \"@RUN@/zones\"\n    acl: transfer_to_local\n    notify: secondary\n    zonefile-sync: -1\n    zonefile-load: whole\n    journal-content: changes\n    semantic-checks: off\n\
              zone:\n  - domain: {zone}\n    file: \"{}\"\n",
+            notify.ip(),
+            notify.port(),
             zone_file.display()
         );
         Knot::run(free_port(), &template)
+    }
+
+    /// Runs `knotc` against this knotd; panics with its output when it fails.
+    #[allow(dead_code)]
+    pub fn knotc(&self, args: &[&str]) {
+        let output = Command::new("knotc")
+            .arg("-s")
+            .arg(self.dir.path().join("knot.sock"))
+            .args(args)
+            .output()
+            .expect("knotc runs");
+        assert!(
+            output.status.success(),
+            "knotc {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// Starts knotd on `port` with the server and log sections and `rest` (`@RUN@`: its
