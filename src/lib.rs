@@ -10,7 +10,7 @@
 //!                          else dns::direct (common questions, written from the index)
 //!                          else dns::message (general path) -> bytes
 //!  TCP query            -> dns::tcp -> dns::message -> bytes
-//!  both paths decide with dns::answer::find (R1-R13) and cut to size with dns::fit (R12)
+//!  both paths decide with dns::answer::find (R1-R15) and cut to size with dns::fit (R12)
 //!  admin (/metrics, /debug/*) reads index, source and metrics; nothing reads admin
 //! ```
 //!
@@ -18,6 +18,7 @@
 //! and `model` at the bottom, `config` and `sys` beside them; `index` on those; `source` and
 //! `dns` on `index` and the bottom; `admin` and `app` on everything.
 //!
+//! - [`rules`]: the record rules (R1-R15), sources (S1-S3) and goals (P1-P8) the code cites;
 //! - [`model`]: the small types every source produces;
 //! - [`source`]: the static cluster file and the Kubernetes watch;
 //! - [`index`]: the published records, one immutable `Arc` per Service;
@@ -42,6 +43,7 @@ pub mod dns;
 pub mod index;
 pub mod metrics;
 pub mod model;
+pub mod rules;
 pub mod source;
 pub mod sys;
 pub mod wait;

@@ -1,6 +1,6 @@
 //! Sources of cluster state: where the Services and EndpointSlices the index serves come from.
 //!
-//! Two sources exist: the static file (`file`, DESIGN S2): Kubernetes YAML read from disk,
+//! Two sources exist: the static file (`file`, S2 in `crate::rules`): Kubernetes YAML read from disk,
 //! with StatefulSets and selector-based Services expanded the way the controllers would
 //! (`statefulset`); and the live cluster (`kubernetes`, S1): kube-runtime watchers on Services
 //! and EndpointSlices. Both convert every object to the small model types (`convert`) and feed

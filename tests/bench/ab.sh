@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A/B run: queries per server CPU-second of two peerdns builds on the same load, in the same
-# run, on the same cluster files as the peer harness (../shared/bench: gen_zone.py, the same
+# run, on the same cluster files as the peer harness (tests/bench/peers: gen_zone.py, the same
 # query mix). The base build is a git revision of this repository; the other is the working
 # tree. Each round measures both, in alternating order, server pinned to core 0 and dnsperf
 # to core 1; the verdict is the median of the per-round ratios (new / base), since these
@@ -10,10 +10,10 @@
 #   BASE=HEAD~3 SIZES=small ROUNDS=3 tests/bench/ab.sh  # a quick look
 #
 # Knobs: BASE (required), SIZES, ROUNDS, DURATION (s), CLIENTS, OUTSTANDING, BENCH_WORK
-# (zones and builds, default /tmp/peerdns-bench), PEERDNS_SHARED (the shared folder).
+# (zones and builds, default /tmp/peerdns-bench).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-shared=${PEERDNS_SHARED:-$root/../shared}
+harness=$root/tests/bench/peers
 work=${BENCH_WORK:-/tmp/peerdns-bench}
 base=${BASE:?set BASE to the git revision to compare with}
 sizes=${SIZES:-small large}
@@ -21,7 +21,6 @@ rounds=${ROUNDS:-5}
 duration=${DURATION:-10}
 clients=${CLIENTS:-4}
 outstanding=${OUTSTANDING:-200}
-[ -f "$shared/bench/gen_zone.py" ] || { echo "no gen_zone.py under $shared/bench" >&2; exit 1; }
 command -v dnsperf >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; }
 
@@ -69,8 +68,8 @@ for size in $sizes; do
     zdir="$work/zones/$size"
     if [ ! -f "$zdir/cluster.yaml" ]; then
         case $size in
-          small) python3 "$shared/bench/gen_zone.py" -S 1000 -P 3 -o "$zdir" >/dev/null ;;
-          large) python3 "$shared/bench/gen_zone.py" -S 20000 -P 5 -o "$zdir" >/dev/null ;;
+          small) python3 "$harness/gen_zone.py" -S 1000 -P 3 -o "$zdir" >/dev/null ;;
+          large) python3 "$harness/gen_zone.py" -S 20000 -P 5 -o "$zdir" >/dev/null ;;
           *) echo "unknown size $size" >&2; exit 1 ;;
         esac
     fi
@@ -79,7 +78,7 @@ for size in $sizes; do
         taskset -c 0 "${BIN[$name]}" --file "$zdir/cluster.yaml" --listen "127.0.0.1:${PORT[$name]}" \
             --admin-listen 127.0.0.1:0 --workers 1 > "$work/ab-$name.log" 2>&1 &
         PID[$name]=$!
-        python3 "$shared/bench/probe_ready.py" "${PORT[$name]}" "${PID[$name]}" 600
+        python3 "$harness/probe_ready.py" "${PORT[$name]}" "${PID[$name]}" 600
         taskset -c 1 dnsperf -s 127.0.0.1 -p "${PORT[$name]}" -d "$queries" -c "$clients" -l 2 \
             > /dev/null 2>&1
     done

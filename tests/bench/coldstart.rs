@@ -1,4 +1,4 @@
-//! Cold start through the Kubernetes source, end to end (DESIGN.md P5: 100k endpoints loaded and
+//! Cold start through the Kubernetes source, end to end (P5 in src/rules.rs: 100k endpoints loaded and
 //! served within 2 s of the first list; P3: memory of the large cluster).
 //!
 //! The release binary is started with `--kubeconfig` against the project's test API server

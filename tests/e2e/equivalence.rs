@@ -1,4 +1,4 @@
-//! Same answers from both sources (DESIGN.md S1/S2): one cluster described in a file, and the
+//! Same answers from both sources (S1/S2 in src/rules.rs): one cluster described in a file, and the
 //! same objects served by the test API server and watched, answer identically for every name.
 
 use std::collections::BTreeSet;

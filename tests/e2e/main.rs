@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod golden;
 mod hostile;
 mod knot;
+mod manifest;
 mod protocol;
 mod recipes;
 mod serials;
