@@ -240,3 +240,32 @@ fn cluster_role_grants_only_list_and_watch_on_services_and_endpointslices() {
         "the binding names the peerdns ServiceAccount"
     );
 }
+
+/// The config built into the image (deploy/image/build.sh and deploy/Dockerfile): it loads,
+/// serves the demo cluster it is shipped with, and listens on every address with the ports the
+/// image exposes (a `docker run -p` or a Pod's port reaches it). CI runs the image itself
+/// (deploy/image/check.sh).
+#[test]
+fn the_image_config_listens_on_every_address() {
+    let path = root().join("deploy/image/peerdns.toml");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    config
+        .validate()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let everywhere: SocketAddr = "0.0.0.0:5353".parse().unwrap();
+    assert_eq!(config.dns.listen, vec![everywhere]);
+    assert_eq!(config.admin.listen.ip(), everywhere.ip());
+    assert_eq!(config.source.kind, SourceKind::File);
+    assert!(config.source.file.ends_with("cluster.yaml"));
+    let build = std::fs::read_to_string(root().join("deploy/image/build.sh")).unwrap();
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    for (what, text) in [("build.sh", &build), ("Dockerfile", &dockerfile)] {
+        assert!(
+            text.contains("deploy/image/peerdns.toml"),
+            "{what} ships the image config"
+        );
+        assert!(text.contains("5353/udp") && text.contains("9153"), "{what} exposes the ports");
+    }
+    assert!(build.contains("--config.user 65532:65532"));
+    assert!(dockerfile.contains("USER nonroot"), "distroless nonroot is 65532");
+}

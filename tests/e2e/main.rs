@@ -7,6 +7,7 @@ mod admin;
 mod apiserver;
 mod apiserver_tests;
 mod controllers;
+mod dashboard;
 mod deploy;
 mod equivalence;
 mod fastpath;
