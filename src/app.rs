@@ -29,7 +29,7 @@ use crate::dns::{
     Authority, Listeners, RateLimitSettings, Responder, ServerSettings, TcpLimits, serve,
 };
 use crate::index::{Index, IndexWriter};
-use crate::metrics::Metrics;
+use crate::metrics::{FileLoadStatus, Metrics};
 use crate::model::{ClusterState, ServiceKind};
 use crate::source;
 use crate::source::kubernetes::{SourceStats, WatchSettings};
@@ -165,11 +165,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let shutdown = CancellationToken::new();
     let listeners = Listeners::bind(&config.dns.listen).await?;
     let addresses = listeners.local_addresses();
+    let metrics = Arc::new(Metrics::default());
     let source = match config.source.kind {
-        SourceKind::File => start_file_source(config, writer, addresses.first(), &shutdown)?,
+        SourceKind::File => {
+            let status = metrics.file_load().clone();
+            start_file_source(config, writer, addresses.first(), status, &shutdown)?
+        }
         SourceKind::Kubernetes => start_kubernetes_source(config, writer, &shutdown).await?,
     };
-    let metrics = Arc::new(Metrics::default());
     let mut responder = Responder::new(
         authority,
         index.clone(),
@@ -267,17 +270,21 @@ fn start_file_source(
     config: &Config,
     mut writer: IndexWriter,
     address: Option<&SocketAddr>,
+    status: Arc<FileLoadStatus>,
     shutdown: &CancellationToken,
 ) -> Result<StartedSource, StartError> {
     let path: PathBuf = config.source.file.clone();
     let cidrs = config.source.pod_cidrs.clone();
-    let (state, seen) = source::file::load_seen(&path, &cidrs)?;
+    let (loaded, seen) = source::file::load_seen(&path, &cidrs)?;
+    let state = loaded.state;
     tracing::info!(
         file = %path.display(),
         services = state.services.len(),
         slices = state.slices.len(),
+        ignored = loaded.ignored.len(),
         "cluster file loaded"
     );
+    status.loaded(loaded.ignored.iter().map(ToString::to_string).collect());
     let zone = config.dns.zones[0]
         .trim_end_matches('.')
         .to_ascii_lowercase();
@@ -293,6 +300,7 @@ fn start_file_source(
         cidrs,
         config.source.poll_interval(),
         Some(seen),
+        status,
         move |mut state: ClusterState| {
             state.version = file_version(&watched);
             writer.load_all(state);

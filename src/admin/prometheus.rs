@@ -1,14 +1,14 @@
 //! `/metrics`: the query counters ([`Metrics::render`]) and what only the admin side reads:
 //! the index's size and serial, the source's state and, for the Kubernetes source, each watch
-//! stream's health.
+//! stream's health; for the file source, its last load (`peerdns_file_*`).
 //!
 //! Invariant: rendering only reads; it takes no lock the query path takes.
 
 use std::fmt::Write as _;
 
 use crate::index::Index;
-use crate::metrics::Metrics;
 use crate::metrics::text::{counter, escape_label, gauge, header, histogram};
+use crate::metrics::{FileLoadStatus, Metrics};
 use crate::source::kubernetes::failure::FailureCause;
 use crate::source::kubernetes::health::unix_ms_now;
 use crate::source::kubernetes::{SourceStats, StreamHealth, WatchState};
@@ -71,6 +71,9 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
     if let Some(watch) = source.watch {
         render_watch(&mut out, watch);
     }
+    if source.kind == "file" {
+        render_file(&mut out, metrics.file_load());
+    }
     header(
         &mut out,
         "peerdns_build_info",
@@ -90,6 +93,42 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         uptime.as_secs_f64(),
     );
     out
+}
+
+/// The file source's last load: whether it worked, when, and how many loads failed.
+fn render_file(out: &mut String, status: &FileLoadStatus) {
+    let last = status.last_load();
+    gauge(
+        out,
+        "peerdns_file_last_load_success",
+        "1 when the last load of the cluster file succeeded; 0 when it failed (the last good state is still served).",
+        f64::from(u8::from(last.ok)),
+    );
+    let seconds = |unix_ms: u64| unix_ms as f64 / 1000.0;
+    gauge(
+        out,
+        "peerdns_file_last_load_timestamp_seconds",
+        "Unix time of the last successful load of the cluster file (the state being served).",
+        seconds(last.success_unix_ms),
+    );
+    gauge(
+        out,
+        "peerdns_file_last_load_attempt_timestamp_seconds",
+        "Unix time of the last attempt to load the cluster file, good or not.",
+        seconds(last.attempt_unix_ms),
+    );
+    counter(
+        out,
+        "peerdns_file_load_errors_total",
+        "Failed loads of the cluster file (each distinct failure once: a broken edit, a missing file).",
+        status.errors(),
+    );
+    gauge(
+        out,
+        "peerdns_file_ignored_objects",
+        "Objects of the cluster file the last good load did not use (see peerdns --check-config).",
+        last.ignored.len() as f64,
+    );
 }
 
 fn render_watch(out: &mut String, watch: &SourceStats) {

@@ -1,7 +1,10 @@
 //! `/debug/source`: what the source of cluster state is doing, and when it last heard from the
 //! Kubernetes API, stream by stream (S3).
 //!
-//! The answer is JSON: the source kind, whether it synced, and for the Kubernetes source the
+//! The answer is JSON: the source kind, whether it synced; for the file source its last load
+//! (`last_load`: when it was attempted, whether it worked, the error with file and line when
+//! not, when the state served was loaded, distinct failures so far, the objects it ignored);
+//! and for the Kubernetes source the
 //! API server, the seconds since any stream last heard from it, and per stream (kind and
 //! namespace) its state (`listing`, `watching`, `backing_off`, `stalled`), heard age, failures
 //! by cause, the wait before its next retry, and its last failure in words.
@@ -21,6 +24,9 @@ pub fn describe(state: &AdminState) -> Value {
         "source": state.source_kind,
         "synced": state.index.is_synced(),
     });
+    if state.source_kind == "file" {
+        body["last_load"] = file_load(state);
+    }
     let Some(watch) = &state.watch else {
         return body;
     };
@@ -32,6 +38,23 @@ pub fn describe(state: &AdminState) -> Value {
     body["relists"] = json!(watch.relists());
     body["streams"] = json!(streams);
     body
+}
+
+/// The file source's last load.
+fn file_load(state: &AdminState) -> Value {
+    let status = state.metrics.file_load();
+    let last = status.last_load();
+    let now = unix_ms_now();
+    json!({
+        "attempt_seconds_ago": seconds_since(now, last.attempt_unix_ms),
+        "attempt_unix_ms": last.attempt_unix_ms,
+        "ok": last.ok,
+        "error": last.error,
+        "success_seconds_ago": seconds_since(now, last.success_unix_ms),
+        "success_unix_ms": last.success_unix_ms,
+        "errors": status.errors(),
+        "ignored": last.ignored,
+    })
 }
 
 fn stream(health: &StreamHealth, now: u64) -> Value {

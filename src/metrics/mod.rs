@@ -4,20 +4,25 @@
 //! (no string formatting, no lock, no allocation); [`Metrics::render`] formats the counters
 //! only when `/metrics` is scraped (the admin listener adds the index's and the source's).
 //! [`text`] writes the Prometheus text format, [`LatencyHistogram`] is the one histogram.
+//! [`FileLoadStatus`] holds the file source's last load (the watcher records, `/metrics` and
+//! `/debug/source` read it).
 //!
 //! Invariant: every label value is a fixed `&'static str` chosen by index, so the set of time
 //! series is bounded whatever clients send.
 
+mod file_load;
 mod histogram;
 pub mod text;
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 
+pub use file_load::{FileLoadStatus, LastLoad};
 pub use histogram::{BUCKETS, LatencyHistogram};
 use text::{counter, header, histogram};
 
@@ -141,6 +146,7 @@ pub struct Metrics {
     notify: [AtomicU64; NOTIFY_EVENTS.len()],
     duration: LatencyHistogram,
     started: SystemTime,
+    file_load: Arc<FileLoadStatus>,
 }
 
 impl Default for Metrics {
@@ -158,6 +164,7 @@ impl Default for Metrics {
             notify: std::array::from_fn(|_| AtomicU64::new(0)),
             duration: LatencyHistogram::default(),
             started: SystemTime::now(),
+            file_load: Arc::default(),
         }
     }
 }
@@ -353,6 +360,12 @@ impl Metrics {
             "Time from a query's bytes to its response's bytes (UDP fast paths: from its batch's arrival to the batch's send).",
             &self.duration,
         );
+    }
+
+    /// The file source's load history (recorded by the file watcher; unused with the
+    /// Kubernetes source).
+    pub fn file_load(&self) -> &Arc<FileLoadStatus> {
+        &self.file_load
     }
 
     /// How long since these metrics were created (the server started).

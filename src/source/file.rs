@@ -1,9 +1,14 @@
-//! The static-file source (DESIGN S2): a Kubernetes YAML file read into a whole `ClusterState`.
+//! The static-file source (S2): a Kubernetes YAML file read into a whole `ClusterState`.
 //!
-//! The file holds Service, EndpointSlice, Pod and StatefulSet objects as the API returns them, as
+//! The file holds objects as the API returns them (what `kubectl get -o yaml` prints), as
 //! multi-document YAML (`---`), JSON documents, or `kind: List` (or `ServiceList`, …) with
-//! `items`. Other kinds (ConfigMap, Namespace, …) and empty documents are ignored. StatefulSets
-//! and selector Services are expanded by `statefulset`; objects are converted by `convert`.
+//! `items`. Read are v1 Service, discovery.k8s.io/v1 EndpointSlice, v1 Pod and apps/v1
+//! StatefulSet, ReplicaSet and Deployment: workloads and selector Services are expanded by
+//! `statefulset`; objects are converted by `convert`. Every other object is ignored, never
+//! silently: [`Ignored`] says where and why (a Kubernetes kind DNS does not need, a kind peerdns
+//! reads under another apiVersion, or an unknown kind, with the spelling meant when one is
+//! near), each is logged at warning level with file and line, and the loader returns them
+//! (`peerdns --check-config` lists them). Empty documents are skipped.
 //! [`watch`] polls the file and delivers every good edit.
 //!
 //! Invariants:
@@ -11,6 +16,7 @@
 //! - every error names the file and the line of the document at fault (for a YAML syntax or type
 //!   error, the line serde_yaml points at), then the object and field;
 //! - an object (kind, namespace, name) defined twice is an error naming both lines;
+//! - every object of the file is either used or listed in [`Loaded::ignored`];
 //! - the same text and pod CIDRs always give the same state (see `statefulset` for addresses).
 
 mod watch;
@@ -26,8 +32,12 @@ use k8s_openapi::api::discovery::v1 as discovery;
 use serde::de::DeserializeOwned;
 
 use super::convert::{self, ConvertError, ObjectRef};
-use super::statefulset::{self, ExpandError, GeneratedPod, PodFacts, SelectorService};
+use super::statefulset::{self, ExpandError, PodFacts, SelectorService, Workloads};
 use crate::model::{ClusterState, EndpointSlice, Service, ServiceKey};
+
+mod kinds;
+
+pub use kinds::{IgnoreReason, Ignored};
 
 pub use watch::{Seen, load_seen, watch, watch_from};
 
@@ -76,7 +86,7 @@ pub enum FileErrorKind {
     /// An object's field cannot be converted.
     #[error(transparent)]
     Convert(#[from] ConvertError),
-    /// StatefulSet pods cannot get addresses.
+    /// Pods cannot get addresses.
     #[error(transparent)]
     Expand(#[from] ExpandError),
     /// The same object is defined twice.
@@ -89,20 +99,39 @@ pub enum FileErrorKind {
     },
 }
 
-/// Reads and loads the cluster file at `path`, giving StatefulSet pods addresses from
+/// A loaded cluster file: the state to serve, and the objects it did not use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The Services and EndpointSlices to serve.
+    pub state: ClusterState,
+    /// The objects not used, in file order.
+    pub ignored: Vec<Ignored>,
+}
+
+/// Reads and loads the cluster file at `path`, giving generated pods addresses from
 /// `pod_cidrs` (one per CIDR).
 pub fn load(path: &Path, pod_cidrs: &[IpNet]) -> Result<ClusterState, FileError> {
+    load_report(path, pod_cidrs).map(|loaded| loaded.state)
+}
+
+/// [`load`], with the objects the file holds but does not use.
+pub fn load_report(path: &Path, pod_cidrs: &[IpNet]) -> Result<Loaded, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError {
         path: path.to_owned(),
         line: None,
         item: None,
         reason: Box::new(e.into()),
     })?;
-    parse(path, &text, pod_cidrs)
+    parse_report(path, &text, pod_cidrs)
 }
 
 /// Loads a cluster file's `text`; `path` only names it in errors.
 pub fn parse(path: &Path, text: &str, pod_cidrs: &[IpNet]) -> Result<ClusterState, FileError> {
+    parse_report(path, text, pod_cidrs).map(|loaded| loaded.state)
+}
+
+/// [`parse`], with the objects the file holds but does not use (each logged at warning level).
+pub fn parse_report(path: &Path, text: &str, pod_cidrs: &[IpNet]) -> Result<Loaded, FileError> {
     let mut loader = Loader::default();
     for (start, doc) in split_documents(text) {
         let line = content_line(start, doc);
@@ -115,14 +144,26 @@ pub fn parse(path: &Path, text: &str, pod_cidrs: &[IpNet]) -> Result<ClusterStat
                 reason: Box::new(e.kind),
             })?;
     }
-    loader
+    let ignored = std::mem::take(&mut loader.ignored);
+    let state = loader
         .finish(pod_cidrs)
         .map_err(|(line, reason)| FileError {
             path: path.to_owned(),
             line: Some(line),
             item: None,
             reason: Box::new(reason),
+        })?;
+    let ignored: Vec<Ignored> = ignored
+        .into_iter()
+        .map(|i| Ignored {
+            path: path.to_owned(),
+            ..i
         })
+        .collect();
+    for i in &ignored {
+        tracing::warn!("cluster file: {i}");
+    }
+    Ok(Loaded { state, ignored })
 }
 
 /// Splits `text` into YAML documents at lines that are exactly `---` or start with `--- `,
@@ -164,6 +205,9 @@ struct TypeMeta {
     #[serde(rename = "apiVersion")]
     api_version: Option<String>,
     kind: Option<String>,
+    /// Only to name an ignored object; any shape is accepted here.
+    #[serde(default)]
+    metadata: Option<kinds::Names>,
 }
 
 /// A List document's items.
@@ -242,8 +286,9 @@ struct Loader {
     slices: Vec<EndpointSlice>,
     /// Services with at least one explicit slice: the file's slices replace synthesis.
     sliced: HashSet<ServiceKey>,
-    pods: Vec<PodFacts>,
-    generated: Vec<GeneratedPod>,
+    workloads: Workloads,
+    /// Objects not used (their `path` is filled in by `parse_report`).
+    ignored: Vec<Ignored>,
 }
 
 impl Loader {
@@ -274,7 +319,7 @@ impl Loader {
             for (i, item) in list.items.into_iter().enumerate() {
                 let item = Source::Item(item);
                 let meta: TypeMeta = item.read(start, None).map_err(|e| (Some(i), e))?;
-                self.object(meta, &item, start, line)
+                self.object(meta, &item, start, line, Some(i))
                     .map_err(|e| (Some(i), e))?;
             }
             return Ok(());
@@ -287,6 +332,7 @@ impl Loader {
             &source,
             start,
             line,
+            None,
         )
         .map_err(|e| (None, e))
     }
@@ -298,7 +344,9 @@ impl Loader {
         source: &Source<'_>,
         start: usize,
         line: usize,
+        item: Option<usize>,
     ) -> Result<(), DocError> {
+        let names = meta.metadata.unwrap_or_default();
         let api_version = meta
             .api_version
             .ok_or(FileErrorKind::NoType("apiVersion"))?;
@@ -325,14 +373,33 @@ impl Loader {
             ("v1", "Pod") => {
                 let pod: core::Pod = source.read(start, Some("Pod"))?;
                 self.check_unique(ObjectRef::new("Pod", &pod.metadata), line)?;
-                self.pods.push(statefulset::pod(&pod)?);
+                self.workloads.add_pod(&pod)?;
             }
             ("apps/v1", "StatefulSet") => {
                 let sts: apps::StatefulSet = source.read(start, Some("StatefulSet"))?;
                 self.check_unique(ObjectRef::new("StatefulSet", &sts.metadata), line)?;
-                self.generated.extend(statefulset::statefulset_pods(&sts)?);
+                self.workloads.add_statefulset(&sts)?;
             }
-            _ => tracing::debug!(line, api_version, kind, "ignoring object of an unused kind"),
+            ("apps/v1", "ReplicaSet") => {
+                let rs: apps::ReplicaSet = source.read(start, Some("ReplicaSet"))?;
+                self.check_unique(ObjectRef::new("ReplicaSet", &rs.metadata), line)?;
+                self.workloads.add_replica_set(&rs)?;
+            }
+            ("apps/v1", "Deployment") => {
+                let deploy: apps::Deployment = source.read(start, Some("Deployment"))?;
+                self.check_unique(ObjectRef::new("Deployment", &deploy.metadata), line)?;
+                self.workloads.add_deployment(&deploy)?;
+            }
+            _ => self.ignored.push(Ignored {
+                path: PathBuf::new(),
+                line,
+                item,
+                reason: kinds::classify(&kind),
+                api_version,
+                kind,
+                namespace: names.namespace(),
+                name: names.name(),
+            }),
         }
         Ok(())
     }
@@ -349,7 +416,7 @@ impl Loader {
         Ok(())
     }
 
-    /// Expands StatefulSets and selector Services; an error comes with its object's line.
+    /// Expands workloads and selector Services; an error comes with its object's line.
     fn finish(mut self, pod_cidrs: &[IpNet]) -> Result<ClusterState, (usize, FileErrorKind)> {
         let reserved: Vec<_> = self
             .slices
@@ -357,14 +424,11 @@ impl Loader {
             .flat_map(|s| s.endpoints.iter())
             .flat_map(|e| e.addresses.iter().copied())
             .collect();
-        let pods =
-            statefulset::expand(self.pods, self.generated, pod_cidrs, reserved).map_err(|e| {
-                let object = match &e {
-                    ExpandError::CidrExhausted { statefulset, .. }
-                    | ExpandError::NoPodCidr { statefulset } => statefulset,
-                };
-                (self.seen.get(object).copied().unwrap_or(1), e.into())
-            })?;
+        let workloads = std::mem::take(&mut self.workloads);
+        let pods = workloads.expand(pod_cidrs, reserved).map_err(|e| {
+            let line = self.seen.get(e.owner()).copied().unwrap_or(1);
+            (line, FileErrorKind::from(e))
+        })?;
         let mut by_namespace: BTreeMap<String, Vec<PodFacts>> = BTreeMap::new();
         for pod in pods {
             by_namespace

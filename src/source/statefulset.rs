@@ -1,31 +1,50 @@
-//! Expands a static file's objects the way the Kubernetes controllers would (DESIGN S2).
+//! Expands a static file's workloads the way the Kubernetes controllers would (S2).
 //!
-//! A StatefulSet becomes pods `<name>-<start>` … `<name>-<start+replicas-1>`; each Service with a
-//! selector then gets the EndpointSlices the EndpointSlice controller would write for the pods
-//! (explicit Pods and generated ones) its selector matches. Explicit `Pod` objects are taken as
-//! given.
+//! Workloads become pods, and each Service with a selector then gets the EndpointSlices the
+//! EndpointSlice controller would write for the pods (explicit Pods and generated ones) its
+//! selector matches:
 //!
-//! Address rule (deterministic, so a file always yields the same answers; see `address`):
-//! generated pods, sorted by (namespace, StatefulSet name, ordinal), take the free addresses of
-//! each pod CIDR in turn from its network address + 2, skipping addresses the file already uses;
-//! an explicit Pod overrides the generated pod of the same name.
+//! - an apps/v1 StatefulSet becomes pods `<name>-<start>` … `<name>-<start+replicas-1>`, whose
+//!   hostname is the pod name and subdomain `spec.serviceName`, as its controller sets them;
+//! - an apps/v1 ReplicaSet becomes `spec.replicas` pods `<name>-<5 characters>`, and an apps/v1
+//!   Deployment `spec.replicas` pods `<name>-<pod-template-hash>-<5 characters>` (labelled
+//!   `pod-template-hash`, as the Deployment controller does); their characters are derived
+//!   from the object (see `names`), so a reload gives the same names. Their hostname and
+//!   subdomain are the template's `spec.hostname` and `spec.subdomain`, so they have a DNS
+//!   hostname only when the template sets both, as in Kubernetes;
+//! - a v1 Pod is taken as given; one without `status.podIP(s)` gets an address like a
+//!   generated pod;
+//! - `spec.replicas` defaults to 1 everywhere.
+//!
+//! What `kubectl get -o yaml` prints holds the same pods several times over (a Deployment, its
+//! ReplicaSets, their Pods), so the lowest level present wins: a ReplicaSet or Deployment that
+//! another object of the file names as its controller (`metadata.ownerReferences` with
+//! `controller: true`) generates no pods, its ReplicaSets or Pods stand for it; an explicit Pod
+//! replaces the generated pod of the same name (so a file can mark one StatefulSet pod not
+//! ready).
+//!
+//! Addresses (see `address`) are derived from each pod's identity, so a pod keeps its address
+//! across reloads whatever else changes in the file, unless another pod claims it first.
 //!
 //! Invariants:
-//! - generated pods are ready, their hostname is the pod name and their subdomain is
-//!   `spec.serviceName`, as the StatefulSet controller sets them;
-//! - a slice endpoint has a hostname only when the pod's subdomain names the Service, and
-//!   `ready` already folds in `publishNotReadyAddresses`;
+//! - a slice endpoint has a hostname only when the pod's subdomain names the Service and the
+//!   pod has a hostname, and `ready` already folds in `publishNotReadyAddresses`;
 //! - one synthesized slice per (IP family, resolved port list); ExternalName Services and
-//!   Services without a selector get none.
+//!   Services without a selector get none;
+//! - every workload kind goes through [`template_pods`]: one place for replicas, labels, ports
+//!   and the name checks.
 
 mod address;
+mod names;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-pub use address::{AddressPool, ExpandError, expand};
+pub use address::{ExpandError, expand};
+use ipnet::IpNet;
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::convert::{self, ConvertError, ObjectRef, Problem};
@@ -65,13 +84,14 @@ pub struct NamedPort {
     pub port: u16,
 }
 
-/// A pod a StatefulSet would create, before it has an address.
+/// A pod a workload controller would create, before it has an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GeneratedPod {
-    /// The StatefulSet that owns it.
-    pub statefulset: ObjectRef,
-    /// Its ordinal.
-    pub ordinal: u32,
+    /// The workload that owns it (a StatefulSet, ReplicaSet or Deployment; the Pod itself for
+    /// an explicit Pod without an address).
+    pub owner: ObjectRef,
+    /// Its StatefulSet ordinal, or its replica index (0 for an explicit Pod).
+    pub index: u32,
     /// The pod itself (no addresses yet).
     pub pod: PodFacts,
 }
@@ -154,17 +174,42 @@ fn pod_spec_facts(
     Ok(facts)
 }
 
-/// Most pods one StatefulSet in a cluster file may expand to: far above any real StatefulSet,
-/// and low enough that a typo (`replicas: 2000000000`) is an error, not an exhausted memory.
+/// Most pods one workload in a cluster file may expand to: far above any real workload, and
+/// low enough that a typo (`replicas: 2000000000`) is an error, not an exhausted memory.
 pub const MAX_REPLICAS: usize = 100_000;
 
-/// The pods an apps/v1 StatefulSet would create, without addresses.
-pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, ConvertError> {
-    let obj = ObjectRef::new("StatefulSet", &sts.metadata);
-    let namespace = convert::check_label(&obj, "metadata.namespace", &obj.namespace)?;
-    let name = convert::check_subdomain(&obj, "metadata.name", &obj.name)?;
-    let spec = &sts.spec;
-    let replicas = non_negative(&obj, "spec.replicas", spec.replicas.unwrap_or(1))?;
+/// How a workload's controller names its pods.
+#[derive(Clone, Debug)]
+pub enum Naming {
+    /// StatefulSet: `<name>-<ordinal>` from `start`; hostname = pod name, subdomain = the
+    /// StatefulSet's `spec.serviceName`.
+    Ordinal {
+        /// The first ordinal (`spec.ordinals.start`).
+        start: u32,
+        /// `spec.serviceName`, when set.
+        subdomain: Option<String>,
+    },
+    /// ReplicaSet and Deployment: `generateName: <prefix>-` (see `names`); hostname and
+    /// subdomain as the template says.
+    Generated {
+        /// What the names start with (the ReplicaSet's name).
+        prefix: String,
+        /// Labels the controller adds to every pod (`pod-template-hash`).
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// The pods the workload `obj` makes of `template`, `replicas` times (absent: 1), without
+/// addresses: the one rule for every workload kind.
+pub fn template_pods(
+    obj: &ObjectRef,
+    replicas: Option<i32>,
+    template: Option<&core::PodTemplateSpec>,
+    naming: Naming,
+) -> Result<Vec<GeneratedPod>, ConvertError> {
+    let namespace = convert::check_label(obj, "metadata.namespace", &obj.namespace)?;
+    let name = convert::check_subdomain(obj, "metadata.name", &obj.name)?;
+    let replicas = non_negative(obj, "spec.replicas", replicas.unwrap_or(1))?;
     if replicas as usize > MAX_REPLICAS {
         let count = replicas as usize;
         let problem = Problem::TooMany {
@@ -173,6 +218,69 @@ pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, Co
         };
         return Err(obj.error("spec.replicas", problem));
     }
+    let spec = template.and_then(|t| t.spec.as_ref());
+    let facts = pod_spec_facts(obj, spec, "spec.template.spec")?;
+    let mut labels = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let template = PodFacts {
+        namespace,
+        labels: BTreeMap::new(),
+        ready: true,
+        ..facts
+    };
+    let pods = match naming {
+        Naming::Ordinal { start, subdomain } => (start..start.saturating_add(replicas))
+            .map(|ordinal| {
+                let pod_name = format!("{name}-{ordinal}");
+                if !convert::is_dns_label(&pod_name) {
+                    return Err(obj.error("metadata.name", Problem::NotALabel(pod_name)));
+                }
+                let pod = PodFacts {
+                    hostname: Some(pod_name.clone()),
+                    name: pod_name,
+                    subdomain: subdomain.clone(),
+                    labels: labels.clone(),
+                    ..template.clone()
+                };
+                Ok((ordinal, pod))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Naming::Generated {
+            prefix,
+            labels: extra,
+        } => {
+            labels.extend(extra);
+            let names =
+                names::generated_names(&template.namespace, obj.kind, &name, &prefix, replicas);
+            (0..)
+                .zip(names)
+                .map(|(index, pod_name)| {
+                    let pod = PodFacts {
+                        name: pod_name,
+                        labels: labels.clone(),
+                        ..template.clone()
+                    };
+                    (index, pod)
+                })
+                .collect()
+        }
+    };
+    Ok(pods
+        .into_iter()
+        .map(|(index, pod)| GeneratedPod {
+            owner: obj.clone(),
+            index,
+            pod,
+        })
+        .collect())
+}
+
+/// The pods an apps/v1 StatefulSet would create, without addresses.
+pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, ConvertError> {
+    let obj = ObjectRef::new("StatefulSet", &sts.metadata);
+    let spec = &sts.spec;
     let start = non_negative(
         &obj,
         "spec.ordinals.start",
@@ -182,36 +290,107 @@ pub fn statefulset_pods(sts: &apps::StatefulSet) -> Result<Vec<GeneratedPod>, Co
         Some(s) => Some(convert::check_label(&obj, "spec.serviceName", s)?),
         None => None,
     };
-    let template = pod_spec_facts(&obj, spec.template.spec.as_ref(), "spec.template.spec")?;
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    let mut pods = Vec::new();
-    for ordinal in start..start.saturating_add(replicas) {
-        let pod_name = format!("{name}-{ordinal}");
-        if !convert::is_dns_label(&pod_name) {
-            return Err(obj.error("metadata.name", Problem::NotALabel(pod_name)));
-        }
-        let pod = PodFacts {
-            namespace: namespace.clone(),
-            hostname: Some(pod_name.clone()),
-            name: pod_name,
-            labels: labels.clone(),
-            subdomain: subdomain.clone(),
-            addresses: Vec::new(),
-            ready: true,
-            ports: template.ports.clone(),
-        };
-        pods.push(GeneratedPod {
-            statefulset: obj.clone(),
-            ordinal,
-            pod,
-        });
+    let naming = Naming::Ordinal { start, subdomain };
+    template_pods(&obj, spec.replicas, Some(&spec.template), naming)
+}
+
+/// The pods an apps/v1 ReplicaSet would create, without addresses.
+pub fn replica_set_pods(rs: &apps::ReplicaSet) -> Result<Vec<GeneratedPod>, ConvertError> {
+    let obj = ObjectRef::new("ReplicaSet", &rs.metadata);
+    let spec = &rs.spec;
+    let naming = Naming::Generated {
+        prefix: obj.name.clone(),
+        labels: BTreeMap::new(),
+    };
+    template_pods(&obj, spec.replicas, spec.template.as_ref(), naming)
+}
+
+/// The pods an apps/v1 Deployment would create (through its ReplicaSet
+/// `<name>-<pod-template-hash>`), without addresses.
+pub fn deployment_pods(deploy: &apps::Deployment) -> Result<Vec<GeneratedPod>, ConvertError> {
+    let obj = ObjectRef::new("Deployment", &deploy.metadata);
+    let spec = &deploy.spec;
+    let hash = names::template_hash(&obj.namespace, &obj.name);
+    let naming = Naming::Generated {
+        prefix: format!("{}-{hash}", obj.name),
+        labels: BTreeMap::from([("pod-template-hash".to_owned(), hash)]),
+    };
+    template_pods(&obj, spec.replicas, Some(&spec.template), naming)
+}
+
+/// The workload an object's `metadata.ownerReferences` names as its controller, when it is a
+/// ReplicaSet or Deployment (the kinds whose pods cannot be matched by name).
+pub fn controller_of(obj: &ObjectRef, meta: &ObjectMeta) -> Option<ObjectRef> {
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))?;
+    let kind = match (owner.api_version.as_str(), owner.kind.as_str()) {
+        ("apps/v1", "ReplicaSet") => "ReplicaSet",
+        ("apps/v1", "Deployment") => "Deployment",
+        _ => return None,
+    };
+    Some(ObjectRef {
+        kind,
+        namespace: obj.namespace.clone(),
+        name: owner.name.clone(),
+    })
+}
+
+/// A file's pods and workloads, collected object by object, then [`Workloads::expand`]ed.
+#[derive(Debug, Default)]
+pub struct Workloads {
+    explicit: Vec<PodFacts>,
+    generated: Vec<GeneratedPod>,
+    /// The ReplicaSets and Deployments some object in the file names as its controller.
+    controlled: HashSet<ObjectRef>,
+}
+
+impl Workloads {
+    /// Adds an explicit core/v1 Pod.
+    pub fn add_pod(&mut self, p: &core::Pod) -> Result<(), ConvertError> {
+        self.explicit.push(pod(p)?);
+        let obj = ObjectRef::new("Pod", &p.metadata);
+        self.controlled.extend(controller_of(&obj, &p.metadata));
+        Ok(())
     }
-    Ok(pods)
+
+    /// Adds an apps/v1 StatefulSet.
+    pub fn add_statefulset(&mut self, sts: &apps::StatefulSet) -> Result<(), ConvertError> {
+        self.generated.extend(statefulset_pods(sts)?);
+        Ok(())
+    }
+
+    /// Adds an apps/v1 ReplicaSet.
+    pub fn add_replica_set(&mut self, rs: &apps::ReplicaSet) -> Result<(), ConvertError> {
+        self.generated.extend(replica_set_pods(rs)?);
+        let obj = ObjectRef::new("ReplicaSet", &rs.metadata);
+        self.controlled.extend(controller_of(&obj, &rs.metadata));
+        Ok(())
+    }
+
+    /// Adds an apps/v1 Deployment.
+    pub fn add_deployment(&mut self, deploy: &apps::Deployment) -> Result<(), ConvertError> {
+        self.generated.extend(deployment_pods(deploy)?);
+        Ok(())
+    }
+
+    /// Every pod of the file with its addresses: workloads whose ReplicaSets or Pods are in the
+    /// file generate none, then [`expand`] assigns addresses.
+    pub fn expand(
+        self,
+        cidrs: &[IpNet],
+        reserved: impl IntoIterator<Item = IpAddr>,
+    ) -> Result<Vec<PodFacts>, ExpandError> {
+        let Self {
+            explicit,
+            mut generated,
+            controlled,
+        } = self;
+        generated.retain(|g| !controlled.contains(&g.owner));
+        expand(explicit, generated, cidrs, reserved)
+    }
 }
 
 fn non_negative(obj: &ObjectRef, field: &str, value: i32) -> Result<u32, ConvertError> {

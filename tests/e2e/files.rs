@@ -8,7 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use peerdns::config::Config;
 
-use crate::support::{Ask, Over, config_for, query, root};
+use crate::support::{Ask, Over, config_for, query, root, serve_file};
 
 #[test]
 fn every_file_in_config_loads() {
@@ -269,4 +269,192 @@ fn json_logs_are_one_object_per_line() {
         serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert_eq!(line["level"], "INFO", "{line}");
     assert!(line["fields"]["message"].is_string(), "{line}");
+}
+
+/// The A records of `name`, sorted.
+async fn addresses(address: std::net::SocketAddr, name: &str, over: Over) -> Vec<String> {
+    let reply = query(address, &Ask::new(name, RecordType::A), over).await;
+    assert_eq!(
+        reply.metadata.response_code,
+        ResponseCode::NoError,
+        "{name}"
+    );
+    let mut found: Vec<String> = reply.answers.iter().map(|r| r.data.to_string()).collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_statefulset_and_a_replica_set_behind_one_service_answer_every_pod() {
+    // The StatefulSet tutorial's myweb-svc-headless: a StatefulSet and a ReplicaSet with the
+    // same labels behind one headless Service; a real cluster answers six addresses.
+    let server = serve_file(&root().join("tests/clusters/workloads.yaml")).await;
+    let address = server.addresses[0];
+    let name = "myweb-svc-headless.default.svc.cluster.local.";
+    let udp = addresses(address, name, Over::Udp).await;
+    assert_eq!(
+        udp.len(),
+        6,
+        "3 StatefulSet pods and 3 ReplicaSet pods: {udp:?}"
+    );
+    assert_eq!(addresses(address, name, Over::Tcp).await, udp);
+    // StatefulSet pods have a name of their own; ReplicaSet pods do not.
+    let pod = addresses(address, &format!("myweb-sts-0.{name}"), Over::Udp).await;
+    assert_eq!(pod.len(), 1);
+    assert!(udp.contains(&pod[0]), "{pod:?} in {udp:?}");
+    server.stop().await;
+}
+
+const TWO_STATEFULSETS: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {clusterIP: None, selector: {app: db}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template: {metadata: {labels: {app: db}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec: {clusterIP: None, selector: {app: web}}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template: {metadata: {labels: {app: web}}}
+"#;
+
+#[tokio::test]
+async fn scaling_one_statefulset_does_not_move_another_ones_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, TWO_STATEFULSETS).unwrap();
+    let server = serve_file(&path).await;
+    let address = server.addresses[0];
+    let web = "web.default.svc.cluster.local.";
+    let web0 = "web-0.web.default.svc.cluster.local.";
+    let (web_before, web0_before) = (
+        addresses(address, web, Over::Udp).await,
+        addresses(address, web0, Over::Udp).await,
+    );
+    assert_eq!(web_before.len(), 3);
+    let db = "db.default.svc.cluster.local.";
+    let db_before = addresses(address, db, Over::Udp).await;
+
+    // db sorts before web: handed out in order, its fourth pod took web-0's address.
+    let scaled = TWO_STATEFULSETS.replacen("replicas: 3", "replicas: 4", 1);
+    std::fs::write(&path, scaled).unwrap();
+    wait_for_answers(address, db, 4).await;
+    let db_after = addresses(address, db, Over::Udp).await;
+    assert!(
+        db_before.iter().all(|a| db_after.contains(a)),
+        "{db_before:?} -> {db_after:?}"
+    );
+    assert_eq!(addresses(address, web0, Over::Tcp).await, web0_before);
+    assert_eq!(addresses(address, web, Over::Udp).await, web_before);
+    server.stop().await;
+}
+
+#[test]
+fn check_config_lists_what_it_ignored_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yaml");
+    let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: None, selector: {app: web}}\n---\n\
+                apiVersion: apps/v1\nkind: Statefulset\nmetadata: {name: web}\nspec: {replicas: 3}\n---\n\
+                apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: shop}\n";
+    std::fs::write(&file, text).unwrap();
+    let output = peerdns()
+        .args(["--check-config", "--file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let shown = file.display();
+    assert!(lines[0].starts_with("config ok: 1 Services"), "{stdout}");
+    assert_eq!(
+        lines[1..],
+        [
+            "ignored 2 objects:".to_string(),
+            format!(
+                "  {shown}:6: Statefulset default/web ignored: unknown kind \"Statefulset\" (did you mean StatefulSet?)"
+            ),
+            format!("  {shown}:11: ConfigMap shop/settings ignored (not used for DNS)"),
+        ],
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_reload_is_visible_while_the_last_good_state_is_served() {
+    use crate::admin::{get, metric};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, TWO_STATEFULSETS).unwrap();
+    let server = serve_file(&path).await;
+    let (dns, admin) = (server.addresses[0], server.admin_address);
+    let (_, body) = get(admin, "/metrics").await;
+    assert_eq!(metric(&body, "peerdns_file_last_load_success"), 1.0);
+    assert_eq!(metric(&body, "peerdns_file_load_errors_total"), 0.0);
+    let loaded_at = metric(&body, "peerdns_file_last_load_timestamp_seconds");
+    assert!(loaded_at > 1.0e9, "{loaded_at}");
+
+    std::fs::write(
+        &path,
+        TWO_STATEFULSETS.replacen("replicas: 3", "replicas: -1", 1),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let body = loop {
+        let (_, body) = get(admin, "/metrics").await;
+        if metric(&body, "peerdns_file_last_load_success") == 0.0 {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(metric(&body, "peerdns_file_load_errors_total"), 1.0);
+    assert_eq!(
+        metric(&body, "peerdns_file_last_load_timestamp_seconds"),
+        loaded_at,
+        "the time of the state served"
+    );
+    assert!(metric(&body, "peerdns_file_last_load_attempt_timestamp_seconds") >= loaded_at);
+    let (status, _) = get(admin, "/readyz").await;
+    assert_eq!(status, 200, "the last good state is served: still ready");
+    wait_for_answers(dns, "web.default.svc.cluster.local.", 3).await;
+    let (_, source) = get(admin, "/debug/source").await;
+    let source: serde_json::Value = serde_json::from_str(&source).unwrap();
+    let last = &source["last_load"];
+    assert_eq!(last["ok"], false, "{source}");
+    let error = last["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with(&format!("{}:6: ", path.display())) && error.contains("spec.replicas"),
+        "{source}"
+    );
+    assert_eq!(last["errors"], 1, "{source}");
+
+    std::fs::write(
+        &path,
+        TWO_STATEFULSETS.replace("replicas: 3", "replicas: 2"),
+    )
+    .unwrap();
+    wait_for_answers(dns, "web.default.svc.cluster.local.", 2).await;
+    let (_, body) = get(admin, "/metrics").await;
+    assert_eq!(metric(&body, "peerdns_file_last_load_success"), 1.0);
+    let (_, source) = get(admin, "/debug/source").await;
+    let source: serde_json::Value = serde_json::from_str(&source).unwrap();
+    assert_eq!(source["last_load"]["ok"], true, "{source}");
+    assert!(source["last_load"]["error"].is_null(), "{source}");
+    server.stop().await;
 }

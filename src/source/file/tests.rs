@@ -66,12 +66,16 @@ fn demo_cluster_kubia() {
             port: 80
         }]
     );
-    let want: Vec<_> = (0..3)
-        .map(|i| {
+    // Pinned: a pod's address derives from its identity alone and must never change under a
+    // rebuild or an edit of other objects (see `statefulset::address`).
+    let want: Vec<_> = ["10.244.39.192", "10.244.148.2", "10.244.188.25"]
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
             (
                 Some(format!("kubia-{i}")),
                 Some(format!("kubia-{i}")),
-                ip(&format!("10.244.0.{}", i + 2)),
+                ip(address),
                 true,
             )
         })
@@ -93,7 +97,7 @@ fn demo_cluster_other_services() {
         hosts("todo-db"),
         vec![Some("todo-db-0".into()), Some("todo-db-1".into())]
     );
-    assert_eq!(endpoints_of(&state, "todo-db")[1].2, ip("10.244.0.12"));
+    assert_eq!(endpoints_of(&state, "todo-db")[1].2, ip("10.244.20.54"));
     assert_eq!(hosts("my-headless-svc").len(), 3);
     assert!(
         hosts("my-headless-svc")
@@ -177,10 +181,156 @@ kind: ServiceList
 items:
 - {apiVersion: v1, kind: Service, metadata: {name: b}, spec: {selector: {app: none}}}
 "#;
-    let state = load_text(text).expect("loads");
-    let names: Vec<_> = state.services.iter().map(|s| s.key.to_string()).collect();
+    let loaded = parse_report(Path::new("cluster.yaml"), text, &cidrs()).expect("loads");
+    let names: Vec<_> = loaded
+        .state
+        .services
+        .iter()
+        .map(|s| s.key.to_string())
+        .collect();
     assert_eq!(names, vec!["shop/a", "default/b"]);
-    assert!(state.slices.is_empty(), "FQDN slice skipped, no pods for b");
+    assert!(
+        loaded.state.slices.is_empty(),
+        "FQDN slice skipped, no pods for b"
+    );
+    let ignored: Vec<_> = loaded.ignored.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        ignored,
+        vec![
+            "cluster.yaml:7: Namespace default/shop ignored (not used for DNS)",
+            "cluster.yaml:11: items[1]: ConfigMap default/cm ignored (not used for DNS)",
+        ]
+    );
+}
+
+/// `tests/clusters/workloads.yaml`: a StatefulSet and a ReplicaSet with the same labels behind
+/// one headless Service, a Deployment, bare Pods and objects DNS does not use.
+const WORKLOADS: &str = include_str!("../../../tests/clusters/workloads.yaml");
+
+#[test]
+fn replica_sets_deployments_and_bare_pods_are_expanded() {
+    let loaded = parse_report(Path::new("w.yaml"), WORKLOADS, &cidrs()).expect("loads");
+    let state = &loaded.state;
+    let myweb = endpoints_of(state, "myweb-svc-headless");
+    assert_eq!(
+        myweb.len(),
+        6,
+        "3 StatefulSet pods and 3 ReplicaSet pods: {myweb:?}"
+    );
+    let (sts, rs): (Vec<_>, Vec<_>) = myweb
+        .iter()
+        .partition(|e| e.1.as_deref().is_some_and(|n| n.starts_with("myweb-sts-")));
+    assert_eq!(sts.len(), 3);
+    assert!(
+        sts.iter().all(|e| e.0 == e.1),
+        "StatefulSet pods have hostnames"
+    );
+    assert!(
+        rs.iter().all(|e| e.0.is_none()),
+        "ReplicaSet pods have none: {rs:?}"
+    );
+    assert!(
+        rs.iter()
+            .all(|e| e.1.as_deref().is_some_and(|n| n.len() == 14))
+    );
+    let mut addresses: Vec<_> = myweb.iter().map(|e| e.2).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 6, "distinct addresses");
+
+    let api = slices_of(state, "api");
+    let ports: Vec<_> = api
+        .iter()
+        .map(|s| {
+            (
+                s.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+                s.endpoints.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        vec![(vec![], 1), (vec![8080], 2), (vec![9090], 1)],
+        "named targetPort resolved per pod"
+    );
+    let api = endpoints_of(state, "api");
+    let deploy: Vec<_> = api.iter().filter(|e| e.0.is_some()).collect();
+    assert_eq!(deploy.len(), 2, "template hostname+subdomain: {api:?}");
+    assert!(deploy.iter().all(|e| e.0.as_deref() == Some("api")));
+    let bare = |name: &str| {
+        api.iter()
+            .find(|e| e.1.as_deref() == Some(name))
+            .map(|e| e.2)
+    };
+    assert_eq!(bare("fixed"), Some(ip("10.9.9.9")), "status.podIP is used");
+    let debug = bare("debug").expect("a bare Pod without an address gets one");
+    assert!(cidrs()[0].contains(&debug));
+
+    let ignored: Vec<_> = loaded.ignored.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        ignored,
+        vec![
+            "w.yaml:64: Statefulset default/typo ignored: unknown kind \"Statefulset\" (did you mean StatefulSet?)",
+            "w.yaml:69: ConfigMap default/settings ignored (not used for DNS)",
+        ]
+    );
+    assert_eq!(
+        parse(Path::new("w.yaml"), WORKLOADS, &cidrs()).expect("loads"),
+        *state
+    );
+}
+
+#[test]
+fn what_kubectl_get_prints_counts_each_pod_once() {
+    // A Deployment, its ReplicaSet and that ReplicaSet's Pods, as `kubectl get -o yaml` lists
+    // them: the Pods stand for both.
+    let text = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec: {clusterIP: None, selector: {app: api}}
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: api}
+  spec: {replicas: 2, selector: {matchLabels: {app: api}}, template: {metadata: {labels: {app: api}}}}
+- apiVersion: apps/v1
+  kind: ReplicaSet
+  metadata:
+    name: api-5d8f7b
+    ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: api, uid: a, controller: true}]
+  spec: {replicas: 2, selector: {matchLabels: {app: api}}, template: {metadata: {labels: {app: api}}}}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: api-5d8f7b-abcde
+    labels: {app: api}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-5d8f7b, uid: b, controller: true}]
+  status: {podIP: 10.244.1.10}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: api-5d8f7b-fghij
+    labels: {app: api}
+    ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-5d8f7b, uid: b, controller: true}]
+  status: {podIP: 10.244.1.11}
+"#;
+    let state = load_text(text).expect("loads");
+    let mut got: Vec<_> = endpoints_of(&state, "api")
+        .into_iter()
+        .map(|e| (e.1.unwrap_or_default(), e.2))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("api-5d8f7b-abcde".to_string(), ip("10.244.1.10")),
+            ("api-5d8f7b-fghij".to_string(), ip("10.244.1.11")),
+        ]
+    );
 }
 
 #[test]
@@ -212,7 +362,7 @@ fn errors_name_file_line_and_field() {
         (
             format!("{svc}---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: w}}\n\
                      spec: {{replicas: 70000, selector: {{}}, template: {{}}}}\n"),
-            "cluster.yaml:5: StatefulSet default/w: pod CIDR 10.244.0.0/16 has no address left for pod w-65533",
+            "cluster.yaml:5: StatefulSet default/w: pod CIDR 10.244.0.0/16 has no address left for pod w-64768",
         ),
     ];
     for (text, want) in cases {
@@ -277,7 +427,7 @@ fn explicit_pods_and_dual_stack() {
         (
             Some("db-0".into()),
             Some("db-0".into()),
-            ip("10.244.0.3"),
+            ip("10.244.131.180"),
             true
         )
     );
@@ -286,7 +436,7 @@ fn explicit_pods_and_dual_stack() {
         (
             Some("db-0".into()),
             Some("db-0".into()),
-            ip("fd00:10:244::2"),
+            ip("fd00:10:244:0:560d:ffe2:4ddc:1757"),
             true
         )
     );

@@ -10,10 +10,13 @@
 //! the tail latency). Content whose hash was already loaded, by the watcher or by the load at
 //! start, is not loaded again.
 //!
+//! Every load attempt is recorded in a [`FileLoadStatus`] (`/metrics`, `/debug/source`): when,
+//! whether it loaded, the error with file and line, and the objects a good load ignored.
+//!
 //! Invariants:
 //! - `on_change` gets only complete, successfully loaded states; a broken edit or a vanished
 //!   file is logged with `tracing::warn!` (file, line, reason) and the last good state stays;
-//! - one warning per distinct failure, not one per poll;
+//! - one warning, and one count in the status's errors, per distinct failure, not one per poll;
 //! - parsing runs on the blocking pool, never on the async workers.
 
 use std::future::Future;
@@ -21,11 +24,14 @@ use std::hash::{DefaultHasher, Hasher};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 use tokio::time::MissedTickBehavior;
 
+use super::Loaded;
+use crate::metrics::FileLoadStatus;
 use crate::model::ClusterState;
 
 /// Every this many polls the content is hashed even when the metadata looks unchanged, while
@@ -57,7 +63,8 @@ pub async fn watch<F, S>(
     F: FnMut(ClusterState) + Send,
     S: Future<Output = ()>,
 {
-    watch_from(path, pod_cidrs, poll, None, on_change, shutdown).await;
+    let status = Arc::default();
+    watch_from(path, pod_cidrs, poll, None, status, on_change, shutdown).await;
 }
 
 /// What a load saw of the file, so the watcher does not load the same content again.
@@ -70,10 +77,7 @@ pub struct Seen {
 }
 
 /// Loads the file as [`super::load`] does, and returns what the watcher needs to skip it.
-pub fn load_seen(
-    path: &Path,
-    pod_cidrs: &[IpNet],
-) -> Result<(ClusterState, Seen), super::FileError> {
+pub fn load_seen(path: &Path, pod_cidrs: &[IpNet]) -> Result<(Loaded, Seen), super::FileError> {
     let error = |e: std::io::Error| super::FileError {
         path: path.to_owned(),
         line: None,
@@ -89,7 +93,7 @@ pub fn load_seen(
         hash: hash_of(text.as_bytes()),
         recheck: may_hide_edits(stamp.modified, read_at),
     };
-    Ok((super::parse(path, &text, pod_cidrs)?, seen))
+    Ok((super::parse_report(path, &text, pod_cidrs)?, seen))
 }
 
 /// The content hash: the same for a file's bytes whether hashed whole or streamed.
@@ -114,12 +118,14 @@ fn hash_file(path: &Path) -> std::io::Result<u64> {
     }
 }
 
-/// [`watch`], starting from a load that already `seen` the file's current content.
+/// [`watch`], starting from a load that already `seen` the file's current content, recording
+/// every load attempt in `status`.
 pub async fn watch_from<F, S>(
     path: PathBuf,
     pod_cidrs: Vec<IpNet>,
     poll: Duration,
     seen: Option<Seen>,
+    status: Arc<FileLoadStatus>,
     mut on_change: F,
     shutdown: S,
 ) where
@@ -133,6 +139,7 @@ pub async fn watch_from<F, S>(
         stamp: seen.map(|s| s.stamp),
         hash: seen.map(|s| s.hash),
         recheck: seen.is_none_or(|s| s.recheck),
+        status,
         ..Poller::default()
     };
     loop {
@@ -179,6 +186,10 @@ struct Poller {
     content_reads: u32,
     /// The last failure logged, so it is logged once.
     failing: Option<String>,
+    /// Where every load attempt is recorded.
+    status: Arc<FileLoadStatus>,
+    /// The failure of the content with `hash`, when it did not load.
+    broken: Option<String>,
 }
 
 impl Default for Poller {
@@ -191,6 +202,8 @@ impl Default for Poller {
             recheck: true,
             content_reads: 0,
             failing: None,
+            status: Arc::default(),
+            broken: None,
         }
     }
 }
@@ -215,8 +228,7 @@ impl Poller {
             match tokio::task::spawn_blocking(move || hash_file(&owned_path)).await {
                 Ok(Ok(hash)) if self.hash == Some(hash) => {
                     self.recheck = may_hide_edits(stamp.modified, read_at);
-                    self.failing = None;
-                    return None;
+                    return self.same_content();
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return self.fail(path, None, format!("cannot read the file: {e}")),
@@ -236,41 +248,73 @@ impl Poller {
             return self.fail(path, None, "hashing failed".to_owned());
         };
         if self.hash == Some(hash) {
-            self.failing = None;
-            return None;
+            return self.same_content();
         }
         self.hash = Some(hash);
+        self.broken = None;
         let Ok(text) = String::from_utf8(bytes) else {
             return self.fail(path, None, "the file is not UTF-8".to_owned());
         };
         let (owned_path, cidrs) = (path.to_owned(), pod_cidrs.to_vec());
-        match tokio::task::spawn_blocking(move || super::parse(&owned_path, &text, &cidrs)).await {
-            Ok(Ok(state)) => {
+        let parse = move || super::parse_report(&owned_path, &text, &cidrs);
+        match tokio::task::spawn_blocking(parse).await {
+            Ok(Ok(Loaded { state, ignored })) => {
                 self.failing = None;
                 tracing::info!(
                     file = %path.display(),
                     services = state.services.len(),
                     slices = state.slices.len(),
+                    ignored = ignored.len(),
                     "loaded the cluster file"
                 );
+                self.status
+                    .loaded(ignored.iter().map(ToString::to_string).collect());
                 Some(state)
             }
-            Ok(Err(e)) => self.fail(path, e.line, with_item(e.item, &e.reason)),
+            Ok(Err(e)) => {
+                let failed = self.fail(path, e.line, with_item(e.item, &e.reason));
+                self.broken.clone_from(&self.failing);
+                failed
+            }
             Err(e) => self.fail(path, None, format!("loading failed: {e}")),
         }
     }
 
-    /// Logs a failure once and keeps the last state.
+    /// The file holds the content last read again (after a failure to read it, say): its
+    /// load's outcome stands again.
+    fn same_content(&mut self) -> Option<ClusterState> {
+        match &self.broken {
+            None => {
+                if self.failing.take().is_some() {
+                    self.status.recovered();
+                }
+            }
+            Some(text) if self.failing.as_ref() != Some(text) => {
+                self.status.failed(text.clone(), false);
+                self.failing = Some(text.clone());
+            }
+            Some(_) => {}
+        }
+        None
+    }
+
+    /// Logs and counts a failure once, records the attempt, and keeps the last state.
     fn fail(&mut self, path: &Path, line: Option<usize>, reason: String) -> Option<ClusterState> {
-        if self.failing.as_deref() != Some(reason.as_str()) {
+        let text = match line {
+            Some(line) => format!("{}:{line}: {reason}", path.display()),
+            None => format!("{}: {reason}", path.display()),
+        };
+        let new = self.failing.as_deref() != Some(text.as_str());
+        if new {
             tracing::warn!(
                 file = %path.display(),
                 line,
                 reason = %reason,
                 "cluster file not loaded; keeping the last good state"
             );
-            self.failing = Some(reason);
+            self.failing = Some(text.clone());
         }
+        self.status.failed(text, new);
         None
     }
 }
@@ -337,6 +381,69 @@ mod tests {
         write_at(&path, &service("cc"), SystemTime::now());
         let state = poller.poll(&path, &[]).await.expect("the edit is found");
         assert_eq!(state.services[0].key.name, "cc");
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_recorded_and_each_distinct_failure_counted_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cluster.yaml");
+        let mut poller = Poller::default();
+        let status = poller.status.clone();
+        std::fs::write(&path, service("aa")).expect("written");
+        assert!(poller.poll(&path, &[]).await.is_some(), "first load");
+        let good = status.last_load();
+        assert!(good.ok && good.error.is_none() && good.success_unix_ms > 0);
+
+        std::fs::write(&path, format!("{}---\nkind: Service\n", service("aa"))).expect("written");
+        assert!(
+            poller.poll(&path, &[]).await.is_none(),
+            "a broken edit delivers nothing"
+        );
+        let broken = status.last_load();
+        let error = broken.error.clone().expect("the error is kept");
+        assert!(!broken.ok, "{broken:?}");
+        assert!(
+            error.starts_with(&format!("{}:5: ", path.display())) && error.contains("apiVersion"),
+            "{error}"
+        );
+        assert_eq!(
+            broken.success_unix_ms, good.success_unix_ms,
+            "the good load stays"
+        );
+        for _ in 0..3 {
+            assert!(poller.poll(&path, &[]).await.is_none());
+        }
+        assert_eq!(status.errors(), 1, "one broken edit, one error");
+
+        std::fs::remove_file(&path).expect("removed");
+        for _ in 0..3 {
+            assert!(poller.poll(&path, &[]).await.is_none());
+        }
+        assert_eq!(status.errors(), 2, "a missing file counts once");
+        assert!(
+            status
+                .last_load()
+                .error
+                .expect("error")
+                .contains("cannot read the file")
+        );
+
+        std::fs::write(&path, service("bb")).expect("written");
+        assert!(
+            poller.poll(&path, &[]).await.is_some(),
+            "the next good edit loads"
+        );
+        let again = status.last_load();
+        assert!(again.ok && again.error.is_none(), "{again:?}");
+        assert_eq!(status.errors(), 2);
+
+        // The file vanishes and comes back as it was: nothing to load, and good again.
+        std::fs::remove_file(&path).expect("removed");
+        assert!(poller.poll(&path, &[]).await.is_none());
+        assert!(!status.last_load().ok);
+        std::fs::write(&path, service("bb")).expect("written");
+        assert!(poller.poll(&path, &[]).await.is_none(), "the same content");
+        assert!(status.last_load().ok, "{:?}", status.last_load());
     }
 
     #[test]

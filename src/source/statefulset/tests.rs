@@ -1,4 +1,5 @@
-//! Table tests for StatefulSet expansion, address assignment and slice synthesis.
+//! Table tests for workload expansion (StatefulSet, ReplicaSet, Deployment, Pod), address
+//! assignment and slice synthesis.
 
 use super::*;
 use ipnet::IpNet;
@@ -85,18 +86,25 @@ fn generated_pod_facts() {
             port: 8080
         }]
     );
-    assert_eq!(pods[2].ordinal, 2);
+    assert_eq!(pods[2].index, 2);
+}
+
+fn gen_pods(ns: &str, name: &str, n: u32) -> Vec<GeneratedPod> {
+    let yaml = format!(
+        "metadata: {{name: {name}, namespace: {ns}}}\nspec: {{replicas: {n}, selector: {{}}, template: {{}}}}"
+    );
+    sts(&yaml).expect("converts")
+}
+
+/// (namespace/name, addresses) of every pod, sorted.
+fn addresses(pods: &[PodFacts]) -> BTreeMap<String, Vec<IpAddr>> {
+    pods.iter()
+        .map(|p| (format!("{}/{}", p.namespace, p.name), p.addresses.clone()))
+        .collect()
 }
 
 #[test]
 fn address_assignment() {
-    let gen_pods = |ns: &str, name: &str, n: u32| -> Vec<GeneratedPod> {
-        let yaml = format!(
-            "metadata: {{name: {name}, namespace: {ns}}}\nspec: {{replicas: {n}, selector: {{}}, template: {{}}}}"
-        );
-        sts(&yaml).expect("converts")
-    };
-    // Out of order on purpose: sorting by (namespace, name, ordinal) decides the numbering.
     let mut generated = gen_pods("default", "web", 2);
     generated.extend(gen_pods("default", "db", 2));
     generated.extend(gen_pods("aaa", "zz", 1));
@@ -108,19 +116,112 @@ fn address_assignment() {
         ..PodFacts::default()
     };
     let cidrs = [net("10.244.0.0/16"), net("fd00:10:244::/64")];
-    let pods = expand(vec![explicit], generated, &cidrs, [ip("10.244.0.6")]).expect("expands");
-    let got: Vec<_> = pods
+    let reserved = ip("10.244.0.6");
+    let pods = expand(vec![explicit], generated.clone(), &cidrs, [reserved]).expect("expands");
+    let names: Vec<_> = pods.iter().map(|p| (p.name.as_str(), p.ready)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("db-1", false),
+            ("zz-0", true),
+            ("db-0", true),
+            ("web-0", true),
+            ("web-1", true)
+        ],
+        "the explicit pod first, then claims by (index, namespace, name)"
+    );
+    assert_eq!(pods[0].addresses, vec![ip("10.244.0.4")]);
+    let mut seen = std::collections::HashSet::new();
+    for p in &pods[1..] {
+        assert_eq!(p.addresses.len(), 2, "dual-stack: {}", p.name);
+        assert!(cidrs[0].contains(&p.addresses[0]) && cidrs[1].contains(&p.addresses[1]));
+        for a in &p.addresses {
+            assert!(seen.insert(*a), "{a} handed out twice");
+            assert!(
+                ![
+                    ip("10.244.0.0"),
+                    ip("10.244.0.1"),
+                    ip("10.244.0.4"),
+                    reserved
+                ]
+                .contains(a)
+            );
+        }
+    }
+    // A pure function of its inputs, whatever their order.
+    let mut reversed = generated.clone();
+    reversed.reverse();
+    let again = expand(vec![pods[0].clone()], reversed, &cidrs, [reserved]).expect("expands");
+    assert_eq!(addresses(&again), addresses(&pods));
+    // An explicit Pod without an address takes the place, and the address, of the generated
+    // pod it replaces.
+    let bare = PodFacts {
+        namespace: "default".into(),
+        name: "web-1".into(),
+        ready: false,
+        ..PodFacts::default()
+    };
+    let replaced = expand(vec![bare], generated, &cidrs, [reserved]).expect("expands");
+    let web1 = replaced.iter().find(|p| p.name == "web-1").expect("web-1");
+    assert!(!web1.ready);
+    assert_eq!(
+        addresses(&replaced)["default/web-1"],
+        addresses(&pods)["default/web-1"]
+    );
+}
+
+#[test]
+fn a_pod_keeps_its_address_when_other_workloads_change() {
+    let cidrs = [net("10.244.0.0/16")];
+    let before = expand(
+        vec![],
+        [gen_pods("default", "db", 3), gen_pods("default", "web", 3)].concat(),
+        &cidrs,
+        [],
+    )
+    .expect("expands");
+    // Scale db (sorted before web) to 4 and add a workload and a reserved address elsewhere.
+    let after = expand(
+        vec![],
+        [
+            gen_pods("default", "db", 4),
+            gen_pods("default", "web", 3),
+            gen_pods("aaa", "new", 5),
+        ]
+        .concat(),
+        &cidrs,
+        [ip("10.244.200.7")],
+    )
+    .expect("expands");
+    let (before, after) = (addresses(&before), addresses(&after));
+    for (pod, address) in &before {
+        assert_eq!(after.get(pod), Some(address), "{pod} moved");
+    }
+    assert!(
+        !before.values().any(|a| a[0] == ip("10.244.0.2")),
+        "addresses are not handed out in order: {before:?}"
+    );
+}
+
+#[test]
+fn colliding_pods_resolve_by_claim_order() {
+    // A /28 has 13 usable addresses: collisions are certain, and still scaling one workload up
+    // only places its newcomers; the pods of lower index keep their addresses.
+    let cidrs = [net("10.0.0.0/28")];
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let small: Vec<_> = names.iter().flat_map(|n| gen_pods("ns", n, 1)).collect();
+    let before = addresses(&expand(vec![], small.clone(), &cidrs, []).expect("expands"));
+    let mut scaled: Vec<_> = names
         .iter()
-        .map(|p| (p.name.as_str(), p.addresses.clone(), p.ready))
+        .skip(1)
+        .flat_map(|n| gen_pods("ns", n, 1))
         .collect();
-    let want = vec![
-        ("db-1", vec![ip("10.244.0.4")], false),
-        ("zz-0", vec![ip("10.244.0.2"), ip("fd00:10:244::2")], true),
-        ("db-0", vec![ip("10.244.0.3"), ip("fd00:10:244::3")], true),
-        ("web-0", vec![ip("10.244.0.5"), ip("fd00:10:244::4")], true),
-        ("web-1", vec![ip("10.244.0.7"), ip("fd00:10:244::5")], true),
-    ];
-    assert_eq!(got, want);
+    scaled.extend(gen_pods("ns", "a", 7));
+    let after = addresses(&expand(vec![], scaled, &cidrs, []).expect("expands"));
+    for (pod, address) in &before {
+        assert_eq!(after.get(pod), Some(address), "{pod} moved");
+    }
+    assert_eq!(after.len(), 12);
 }
 
 #[test]
@@ -128,10 +229,11 @@ fn address_exhaustion_and_no_cidr() {
     // A /29 has offsets 2..=6 free (0 network, 1 gateway, 7 broadcast): five pods fit, not six.
     let five =
         sts("metadata: {name: a}\nspec: {replicas: 5, selector: {}, template: {}}").expect("ok");
-    assert_eq!(
-        expand(vec![], five, &[net("10.0.0.0/29")], []).map(|p| p.len()),
-        Ok(5)
-    );
+    let pods = expand(vec![], five, &[net("10.0.0.0/29")], []).expect("five fit");
+    let mut got: Vec<_> = pods.iter().map(|p| p.addresses[0]).collect();
+    got.sort();
+    let want: Vec<_> = (2..=6).map(|i| ip(&format!("10.0.0.{i}"))).collect();
+    assert_eq!(got, want);
     let six =
         sts("metadata: {name: a}\nspec: {replicas: 6, selector: {}, template: {}}").expect("ok");
     let err = expand(vec![], six.clone(), &[net("10.0.0.0/29")], []).expect_err("full");
@@ -142,6 +244,144 @@ fn address_exhaustion_and_no_cidr() {
     let err = expand(vec![], six, &[], []).expect_err("no cidr");
     assert!(matches!(err, ExpandError::NoPodCidr { .. }), "{err}");
     assert_eq!(expand(vec![], vec![], &[], []), Ok(vec![]));
+    let bare = PodFacts {
+        name: "lonely".into(),
+        namespace: "default".into(),
+        ..PodFacts::default()
+    };
+    let err = expand(vec![bare], vec![], &[], []).expect_err("no cidr for a bare pod");
+    assert_eq!(
+        err.to_string(),
+        "Pod default/lonely: no pod CIDR is configured to give pod lonely an address"
+    );
+}
+
+fn replica_set(yaml: &str) -> Vec<GeneratedPod> {
+    let obj: apps::ReplicaSet = serde_yaml::from_str(yaml).expect("test yaml parses");
+    replica_set_pods(&obj).expect("converts")
+}
+
+fn deployment(yaml: &str) -> Vec<GeneratedPod> {
+    let obj: apps::Deployment = serde_yaml::from_str(yaml).expect("test yaml parses");
+    deployment_pods(&obj).expect("converts")
+}
+
+fn is_suffix(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| names::ALPHABET.contains(&b))
+}
+
+#[test]
+fn replica_set_and_deployment_pods() {
+    let rs = "metadata: {name: myweb-rs, namespace: ns}\nspec:\n  replicas: REPLICAS\n  selector: {matchLabels: {app: myweb}}\n  template:\n    metadata: {labels: {app: myweb}}\n    spec: {containers: [{name: web, ports: [{name: http, containerPort: 80}]}]}\n";
+    let three = replica_set(&rs.replace("REPLICAS", "3"));
+    assert_eq!(three.len(), 3);
+    for (i, g) in three.iter().enumerate() {
+        let suffix = g
+            .pod
+            .name
+            .strip_prefix("myweb-rs-")
+            .expect("named after the ReplicaSet");
+        assert!(is_suffix(suffix, 5), "{}", g.pod.name);
+        assert_eq!((g.index, g.owner.kind), (i as u32, "ReplicaSet"));
+        assert_eq!(
+            (g.pod.hostname.as_deref(), g.pod.subdomain.as_deref()),
+            (None, None)
+        );
+        assert_eq!(g.pod.labels.get("app").map(String::as_str), Some("myweb"));
+        assert_eq!(g.pod.ports.len(), 1);
+        assert!(g.pod.ready && g.pod.namespace == "ns");
+    }
+    let names = |pods: &[GeneratedPod]| pods.iter().map(|g| g.pod.name.clone()).collect::<Vec<_>>();
+    let four = replica_set(&rs.replace("REPLICAS", "4"));
+    assert_eq!(names(&four[..3]), names(&three), "scaling keeps the names");
+    assert_eq!(
+        replica_set(&rs.replace("  replicas: REPLICAS\n", "")).len(),
+        1
+    );
+
+    let deploy = "metadata: {name: api}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec: {hostname: h, subdomain: api, containers: []}\n";
+    let pods = deployment(deploy);
+    assert_eq!(pods.len(), 2);
+    let parts: Vec<&str> = pods[0].pod.name.split('-').collect();
+    assert_eq!(parts.len(), 3, "{}", pods[0].pod.name);
+    assert_eq!(parts[0], "api");
+    assert!(
+        is_suffix(parts[1], 10) && is_suffix(parts[2], 5),
+        "{}",
+        pods[0].pod.name
+    );
+    assert_eq!(
+        pods[0]
+            .pod
+            .labels
+            .get("pod-template-hash")
+            .map(String::as_str),
+        Some(parts[1])
+    );
+    assert!(pods[1].pod.name.starts_with(&format!("api-{}-", parts[1])));
+    assert_ne!(pods[0].pod.name, pods[1].pod.name);
+    assert_eq!(
+        (
+            pods[0].pod.hostname.as_deref(),
+            pods[0].pod.subdomain.as_deref()
+        ),
+        (Some("h"), Some("api")),
+        "the template's hostname and subdomain"
+    );
+    assert_eq!(
+        names(&deployment(deploy)),
+        names(&pods),
+        "the same object, the same names"
+    );
+
+    let long = format!("{}.{}", "x".repeat(50), "y".repeat(20));
+    let pods = replica_set(&format!(
+        "metadata: {{name: {long}}}\nspec: {{selector: {{}}, template: {{}}}}"
+    ));
+    assert_eq!(pods[0].pod.name.len(), 63, "cut as generateName is");
+    assert!(pods[0].pod.name.starts_with(&long[..58]));
+}
+
+#[test]
+fn workloads_represented_by_their_replica_sets_or_pods_generate_none() {
+    let mut w = Workloads::default();
+    let deploy: apps::Deployment = serde_yaml::from_str(
+        "metadata: {name: api}\nspec: {replicas: 3, selector: {}, template: {metadata: {labels: {app: api}}}}",
+    )
+    .expect("parses");
+    w.add_deployment(&deploy).expect("ok");
+    let rs: apps::ReplicaSet = serde_yaml::from_str(
+        "metadata:\n  name: api-6f8d9c7b5\n  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: api, uid: u, controller: true}]\nspec: {replicas: 2, selector: {}, template: {metadata: {labels: {app: api}}}}",
+    )
+    .expect("parses");
+    w.add_replica_set(&rs).expect("ok");
+    let pods = w.expand(&[net("10.0.0.0/16")], []).expect("expands");
+    let names: Vec<_> = pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "the ReplicaSet stands for its Deployment: {names:?}"
+    );
+    assert!(
+        names.iter().all(|n| n.starts_with("api-6f8d9c7b5-")),
+        "{names:?}"
+    );
+
+    let mut w = Workloads::default();
+    w.add_replica_set(&rs).expect("ok");
+    let pod: core::Pod = serde_yaml::from_str(
+        "metadata:\n  name: api-6f8d9c7b5-k2p9x\n  labels: {app: api}\n  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: api-6f8d9c7b5, uid: u, controller: true}]\nstatus: {podIP: 10.0.9.9}",
+    )
+    .expect("parses");
+    w.add_pod(&pod).expect("ok");
+    let pods = w.expand(&[net("10.0.0.0/16")], []).expect("expands");
+    assert_eq!(
+        addresses(&pods).into_iter().collect::<Vec<_>>(),
+        vec![(
+            "default/api-6f8d9c7b5-k2p9x".to_string(),
+            vec![ip("10.0.9.9")]
+        )]
+    );
 }
 
 #[test]
