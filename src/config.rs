@@ -3,8 +3,10 @@
 //! Every field has a doc line and a default, so an empty file is a valid configuration; unknown
 //! keys are rejected with their name (`deny_unknown_fields`). Relative paths in the file are
 //! resolved against the file's own directory, so `peerdns --config /etc/peerdns/peerdns.toml`
-//! finds its cluster file wherever it is started from. [`Config::validate`] checks what serde
-//! cannot (zone names, ranges) and names the offending field.
+//! finds its cluster file wherever it is started from. A file that is not TOML for this schema
+//! is a [`ParseError`] on one line, `FILE:LINE:COLUMN: KEY: MESSAGE` (the key dotted, as
+//! `dns.zones[1]`, when the text parses far enough to find it). [`Config::validate`] checks
+//! what serde cannot (zone names, ranges) and names the offending field.
 //!
 //! Invariant: a config that validates never makes the server panic (durations are bounded so
 //! deadlines cannot overflow, counts that must be positive are).
@@ -28,8 +30,9 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this schema (unknown key, wrong type, ...).
-    #[error("{path}: {source}")]
+    /// The file is not valid TOML for this schema (unknown key, wrong type, ...): shown as
+    /// `FILE:LINE:COLUMN: KEY: MESSAGE`.
+    #[error("{path}{sep}{source}", sep = .source.separator())]
     Parse {
         /// The file.
         path: PathBuf,
@@ -46,15 +49,111 @@ pub enum ConfigError {
     },
 }
 
-/// Why TOML text is not a configuration: the parser's error, which names the key and line,
-/// shown on one line (and not offered as a source, whose text has several).
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.to_string().trim_end().replace('\n', " "))]
-pub struct ParseError(toml::de::Error);
+/// Why TOML text is not a configuration, on one line: where (1-based line and column), the
+/// dotted key at fault when the text parses far enough to tell (`dns.positive_ttl`,
+/// `dns.zones[1]`), and the parser's message without its multi-line snippet.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}{message}", self.location_prefix(), self.key_prefix())]
+pub struct ParseError {
+    /// Line and column (1-based, in characters) of the fault, when the parser gives one.
+    pub location: Option<(usize, usize)>,
+    /// The dotted key whose name or value is at fault, when one is found.
+    pub key: Option<String>,
+    /// The parser's message (`unknown field ...`, `invalid type ...`).
+    pub message: String,
+}
 
-impl From<toml::de::Error> for ParseError {
-    fn from(error: toml::de::Error) -> Self {
-        Self(error)
+impl ParseError {
+    /// Locates `error`, the parser's error for `text`.
+    fn new(error: &toml::de::Error, text: &str) -> Self {
+        let message = error
+            .message()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let offset = error.span().map(|span| span.start);
+        let location = offset.and_then(|offset| {
+            let before = text.get(..offset)?;
+            let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+            let line = before.matches('\n').count() + 1;
+            Some((line, before[line_start..].chars().count() + 1))
+        });
+        let key = offset.and_then(|offset| key_at(text, offset));
+        Self {
+            location,
+            key,
+            message,
+        }
+    }
+
+    /// What goes between a file's name and this error: `:` before `LINE:COLUMN`, else `: `.
+    fn separator(&self) -> &'static str {
+        match self.location {
+            Some(_) => ":",
+            None => ": ",
+        }
+    }
+
+    fn location_prefix(&self) -> String {
+        match self.location {
+            Some((line, column)) => format!("{line}:{column}: "),
+            None => String::new(),
+        }
+    }
+
+    fn key_prefix(&self) -> String {
+        match &self.key {
+            Some(key) => format!("{key}: "),
+            None => String::new(),
+        }
+    }
+}
+
+/// The dotted key whose name or value holds byte `offset` of `text` (array items as `[i]`),
+/// when `text` parses as TOML.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let table = toml::de::DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    find_in_table(table.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+fn find_in_table(table: &toml::de::DeTable<'_>, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        path.push(key.get_ref().to_string());
+        if key.span().contains(&offset) || find_in_value(value, offset, path) {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
+/// Whether `value` (whose key ends `path`) holds `offset`, extending `path` to the innermost
+/// key or array item that does.
+fn find_in_value(
+    value: &toml::Spanned<toml::de::DeValue<'_>>,
+    offset: usize,
+    path: &mut Vec<String>,
+) -> bool {
+    match value.get_ref() {
+        toml::de::DeValue::Table(table) => {
+            find_in_table(table, offset, path) || value.span().contains(&offset)
+        }
+        toml::de::DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if item.span().contains(&offset) {
+                    if let Some(last) = path.last_mut() {
+                        last.push_str(&format!("[{i}]"));
+                    }
+                    if let toml::de::DeValue::Table(table) = item.get_ref() {
+                        find_in_table(table, offset, path);
+                    }
+                    return true;
+                }
+            }
+            value.span().contains(&offset)
+        }
+        _ => value.span().contains(&offset),
     }
 }
 
@@ -175,7 +274,7 @@ pub struct DnsConfig {
     /// Whether every Service's not-ready endpoints (not terminating) answer their own names,
     /// as the `peerdns.io/not-ready-names` annotation asks for one Service (R15).
     pub not_ready_names: bool,
-    /// Runtime worker threads; 0 means one per CPU core.
+    /// Runtime worker threads (at most 1024); 0 means one per CPU core.
     pub workers: usize,
     /// Seconds a TCP connection may stay idle between queries before it is closed.
     pub tcp_idle_timeout_secs: u64,
@@ -237,6 +336,10 @@ impl Default for LimitsConfig {
 
 /// Largest accepted value of a field counted in seconds (one year), so deadlines never overflow.
 const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// Most runtime worker threads `dns.workers` may ask for: far more than any machine has cores
+/// (a start asking for millions would spend minutes creating threads before failing).
+const MAX_WORKERS: usize = 1024;
 
 /// Largest accepted `dns.udp_coalesce_us` (1 ms). What arrives during a hold waits in the
 /// socket's receive buffer (about 500 small datagrams, `dns::udp::bind_shared`): at 1 ms that
@@ -403,7 +506,7 @@ impl Config {
 
     /// Parses TOML text, with no path resolution.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|error| ParseError::new(&error, text))
     }
 
     /// Checks values serde cannot: non-empty lists, valid zone names, sane numbers.
@@ -438,6 +541,10 @@ impl Config {
                 "dns.max_udp_payload".into(),
                 "must be at least 512",
             ));
+        }
+        if self.dns.workers > MAX_WORKERS {
+            let reason = format!("must be at most {MAX_WORKERS} (0: one per core)");
+            return Err(invalid("dns.workers".into(), &reason));
         }
         if self.dns.udp_coalesce_us > MAX_COALESCE_US {
             let reason = format!("must be at most {MAX_COALESCE_US} (microseconds)");

@@ -1,8 +1,13 @@
 //! The `peerdns` binary: parse flags, load the config, start, wait for a signal, stop.
 //!
 //! With no flags it serves `config/peerdns.toml` (the built-in demo cluster) when that file
-//! exists, and built-in defaults otherwise. A bad file or flag exits 1 with one line naming it.
+//! exists, and built-in defaults otherwise (which serve `cluster.yaml` in the working
+//! directory; when that is missing too, the error says no config file was found and what to
+//! pass). A flag clap refuses exits 2 with clap's usage message; every other startup error (a
+//! bad file, field or credential) exits 1 with one line, `peerdns: <message>`, on stderr.
+//! Logs are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +25,24 @@ static ALLOCATOR: peerdns::sys::alloc::Allocator = peerdns::sys::alloc::Allocato
 
 /// Default config file, relative to the working directory.
 const DEFAULT_CONFIG: &str = "config/peerdns.toml";
+
+/// A startup problem of the command line itself (not of a file it names).
+#[derive(Debug, thiserror::Error)]
+enum UsageError {
+    /// No `--config`, no default config file, no source flag, and no cluster file at the
+    /// built-in default path either.
+    #[error(
+        "no config file found at {DEFAULT_CONFIG} (in {}) and no {} there to serve: pass --config PATH, --file CLUSTER.yaml or --kubernetes",
+        dir.display(),
+        file.display()
+    )]
+    NoConfig {
+        /// The working directory the default paths are relative to.
+        dir: PathBuf,
+        /// The default cluster file that is missing.
+        file: PathBuf,
+    },
+}
 
 /// Authoritative DNS for Kubernetes headless Services and StatefulSet peers.
 #[derive(Debug, Parser)]
@@ -112,11 +135,18 @@ fn main() {
     }
 }
 
-/// The error and its causes on one line, skipping causes a message already quotes.
+/// The error and its causes on one line, skipping causes a message already quotes; a cause
+/// whose text has line breaks (a library's snippet) has them folded into spaces.
 fn one_line(error: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in error.chain() {
-        let text = cause.to_string();
+        let text = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if !line.contains(&text) {
             if !line.is_empty() {
                 line.push_str(": ");
@@ -196,13 +226,19 @@ async fn check(config: Config) -> Result<()> {
     match config.source.kind {
         SourceKind::File => {
             let path = &config.source.file;
-            let state = peerdns::source::file::load(path, &config.source.pod_cidrs)?;
+            let loaded = peerdns::source::file::load_report(path, &config.source.pod_cidrs)?;
             println!(
                 "config ok: {} Services and {} EndpointSlices in {}",
-                state.services.len(),
-                state.slices.len(),
+                loaded.state.services.len(),
+                loaded.state.slices.len(),
                 path.display()
             );
+            if !loaded.ignored.is_empty() {
+                println!("ignored {} objects:", loaded.ignored.len());
+                for ignored in &loaded.ignored {
+                    println!("  {ignored}");
+                }
+            }
         }
         SourceKind::Kubernetes => {
             let settings = &config.source.kubernetes;
@@ -214,9 +250,10 @@ async fn check(config: Config) -> Result<()> {
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
+    let default_config = Path::new(DEFAULT_CONFIG);
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
-        None if Path::new(DEFAULT_CONFIG).exists() => Config::load(Path::new(DEFAULT_CONFIG))?,
+        None if default_config.exists() => Config::load(default_config)?,
         None => Config::default(),
     };
     if let Some(file) = &cli.file {
@@ -250,7 +287,25 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(workers) = cli.workers {
         config.dns.workers = workers;
     }
+    let nothing_to_serve = cli.config.is_none()
+        && !default_config.exists()
+        && config.source.kind == SourceKind::File
+        && cli.file.is_none()
+        && !config.source.file.exists();
+    if nothing_to_serve {
+        return Err(UsageError::NoConfig {
+            dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+            file: config.source.file,
+        }
+        .into());
+    }
     Ok(config)
+}
+
+/// Whether log lines get ANSI colours: only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+fn colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 fn init_logging(config: &Config, json_flag: bool) -> Result<()> {
@@ -268,8 +323,13 @@ fn init_logging(config: &Config, json_flag: bool) -> Result<()> {
         // the watch supervisor logs each failure once, with the server and the cause chain.
         filter = filter.add_directive("kube_client::client::builder=off".parse()?);
     }
+    let ansi = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = if json_flag || config.log.format == LogFormat::Json {
         builder.json().try_init()
@@ -315,4 +375,25 @@ async fn wait_for_signal() -> Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some(OsStr::new(""))));
+    }
+
+    #[test]
+    fn one_line_folds_line_breaks_and_skips_quoted_causes() {
+        let error = anyhow::anyhow!("inner\n  | snippet\n  ^ here").context("outer: inner");
+        assert_eq!(one_line(&error), "outer: inner: inner | snippet ^ here");
+    }
 }

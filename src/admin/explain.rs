@@ -2,10 +2,15 @@
 //!
 //! The answer is JSON: `exists` (true, false, or null before sync), a `reason` in words, and
 //! the records the name would serve for A, AAAA and SRV (PTR for reverse names), computed by
-//! the same answer rules the DNS side uses.
+//! the same answer rules the DNS side uses, each record listed once (an ExternalName's CNAME
+//! answers all three types). A text that is no domain name (an empty label, a label over 63
+//! characters, a space) is an [`ExplainError`], which the endpoint answers with 400.
 //!
-//! Invariant: explanations read the published index only, like every query does.
+//! Invariants: explanations read the published index only, like every query does; once synced,
+//! `exists` is true or false, and true whenever records are listed (where the rule depends on
+//! ports, as for `_port._proto` names, the answer's response code decides it).
 
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
 use serde_json::{Value, json};
 
@@ -15,17 +20,62 @@ use crate::dns::name::{ForwardName, Parsed, parse};
 use crate::index::{Index, NotReadyEndpoint, ServiceRecords};
 use crate::model::ServiceKind;
 
-/// Explains `name` as the DNS side would answer it now.
-pub fn explain(state: &AdminState, name: &str) -> Value {
+/// Why a text cannot be explained: it is no domain name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// Nothing to explain.
+    #[error("the name is empty")]
+    Empty,
+    /// A character no name can be asked about: a space, a control character, non-ASCII.
+    #[error("not a domain name: character '{}' is not allowed", .0.escape_default())]
+    Character(char),
+    /// A leading or doubled `.`.
+    #[error("not a domain name: empty label (a leading or doubled '.')")]
+    EmptyLabel,
+    /// A label of more than 63 characters (RFC 1035).
+    #[error("not a domain name: label longer than 63 characters ({0})")]
+    LabelTooLong(usize),
+    /// More than 253 characters, the most a name of 255 bytes on the wire spells.
+    #[error("not a domain name: longer than 253 characters ({0})")]
+    TooLong(usize),
+    /// Anything else the DNS library refuses (a bad escape).
+    #[error("not a domain name: {0}")]
+    Other(String),
+}
+
+/// Parses `text` (with or without its trailing dot) as a domain name, naming the rule broken.
+fn parse_name(text: &str) -> Result<Name, ExplainError> {
+    if text.is_empty() {
+        return Err(ExplainError::Empty);
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !c.is_ascii() || c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        return Err(ExplainError::Character(c));
+    }
+    let relative = text.strip_suffix('.').unwrap_or(text);
+    if !relative.is_empty() {
+        for label in relative.split('.') {
+            match label.len() {
+                0 => return Err(ExplainError::EmptyLabel),
+                length if length > 63 => return Err(ExplainError::LabelTooLong(length)),
+                _ => {}
+            }
+        }
+    }
+    if relative.len() > 253 {
+        return Err(ExplainError::TooLong(relative.len()));
+    }
+    Name::from_ascii(format!("{relative}.")).map_err(|error| ExplainError::Other(error.to_string()))
+}
+
+/// Explains `name` as the DNS side would answer it now; a text that is no domain name is an
+/// error.
+pub fn explain(state: &AdminState, name: &str) -> Result<Value, ExplainError> {
     let authority = state.responder.authority();
-    let fqdn = if name.ends_with('.') {
-        name.to_string()
-    } else {
-        format!("{name}.")
-    };
-    let Ok(parsed_name) = Name::from_ascii(&fqdn) else {
-        return json!({"name": name, "exists": false, "reason": "not a valid domain name"});
-    };
+    let parsed_name = parse_name(name)?;
+    let fqdn = parsed_name.to_string();
     let lower = parsed_name.to_lowercase();
     let parsed = parse(&lower, &authority.zones, &authority.reverse_zones);
     let (exists, reason) = match parsed {
@@ -64,6 +114,31 @@ pub fn explain(state: &AdminState, name: &str) -> Value {
         },
         Parsed::Forward { name, .. } => forward_reason(state, name),
     };
+    let types: &[RecordType] = match parsed {
+        Parsed::Reverse { .. } => &[RecordType::PTR],
+        _ => &[RecordType::A, RecordType::AAAA, RecordType::SRV],
+    };
+    let answers: Vec<_> = types
+        .iter()
+        .map(|rtype| authority.answer(&state.index, &parsed_name, *rtype))
+        .collect();
+    let mut records: Vec<String> = Vec::new();
+    for record in answers.iter().flat_map(|answer| &answer.answers) {
+        let text = record.to_string();
+        if !records.contains(&text) {
+            records.push(text);
+        }
+    }
+    // Where the rules depend on ports (`_port._proto` names), the answer decides: NOERROR means
+    // the name exists, NXDOMAIN that it does not (SERVFAIL, before sync, leaves it open).
+    let (exists, reason) = match exists {
+        Some(exists) => (Some(exists), reason),
+        None => match answers.first().map(|answer| answer.rcode) {
+            Some(ResponseCode::NoError) => (Some(true), format!("{reason}: yes, see the records")),
+            Some(ResponseCode::NXDomain) => (Some(false), format!("{reason}: none does")),
+            _ => (None, reason),
+        },
+    };
     let synced = state.index.is_synced();
     let (exists, reason) = if !synced && exists != Some(true) {
         (
@@ -75,16 +150,9 @@ pub fn explain(state: &AdminState, name: &str) -> Value {
     } else {
         (exists, reason)
     };
-    let types: &[RecordType] = match parsed {
-        Parsed::Reverse { .. } => &[RecordType::PTR],
-        _ => &[RecordType::A, RecordType::AAAA, RecordType::SRV],
-    };
-    let mut records = Vec::new();
-    for rtype in types {
-        let answer = authority.answer(&state.index, &parsed_name, *rtype);
-        records.extend(answer.answers.iter().map(|r| r.to_string()));
-    }
-    json!({"name": fqdn, "exists": exists, "reason": reason, "synced": synced, "records": records})
+    Ok(
+        json!({"name": fqdn, "exists": exists, "reason": reason, "synced": synced, "records": records}),
+    )
 }
 
 fn forward_reason(state: &AdminState, name: ForwardName<'_>) -> (Option<bool>, String) {
@@ -166,10 +234,11 @@ fn below_service(
             format!("headless Service with {ready} ready endpoint(s), {not_ready} not ready"),
         ),
         (_, ForwardName::Endpoint { label, .. }) => endpoint_reason(records, sleeping, label),
+        // Left open (None): `explain` decides by the answer's response code.
         (_, ForwardName::Port { port, protocol, .. }) => (
             None,
             format!(
-                "SRV for port {port}/{protocol}: exists when a ready endpoint (headless) or the Service (ClusterIP) has that named port; see the records"
+                "SRV for port {port}/{protocol}: exists when a ready endpoint (headless) or the Service (ClusterIP) has a port named {port} over {protocol}"
             ),
         ),
         (_, _) => (
@@ -233,5 +302,45 @@ fn endpoint_reason(
                 "no endpoint of this Service is known as {label} (labels are hostnames, pod names and dashed IPs of ready endpoints)"
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_are_no_domain_names_are_refused_with_the_rule() {
+        let long_label = "a".repeat(64);
+        let long_name = vec!["abcdefghi"; 26].join(".");
+        let cases = [
+            ("", ExplainError::Empty),
+            ("bad..name", ExplainError::EmptyLabel),
+            (".a", ExplainError::EmptyLabel),
+            ("a..", ExplainError::EmptyLabel),
+            (long_label.as_str(), ExplainError::LabelTooLong(64)),
+            (long_name.as_str(), ExplainError::TooLong(259)),
+            ("a b", ExplainError::Character(' ')),
+            ("a\u{e9}", ExplainError::Character('\u{e9}')),
+        ];
+        for (text, error) in cases {
+            assert_eq!(parse_name(text), Err(error), "{text:?}");
+        }
+        assert_eq!(
+            ExplainError::EmptyLabel.to_string(),
+            "not a domain name: empty label (a leading or doubled '.')"
+        );
+        for good in [
+            "kubia.default.svc.cluster.local",
+            "_http._tcp.kubia.default.svc.cluster.local.",
+            ".",
+            &"a".repeat(63),
+        ] {
+            assert!(parse_name(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(
+            parse_name("Kubia.Default").unwrap().to_string(),
+            "Kubia.Default."
+        );
     }
 }

@@ -5,7 +5,9 @@
 //!  GET /readyz                 200 once every source synced; 503 with the reason otherwise,
 //!                              and from the moment shutdown starts (lame duck)
 //!  GET /metrics                Prometheus text (metrics::render)
-//!  GET /debug/explain?name=N   JSON: does N exist, why or why not, and what it would answer
+//!  GET /debug/explain?name=N   JSON: does N exist, why or why not, and what it would answer;
+//!                              400 with JSON {"name", "error"} when N is missing or no domain
+//!                              name (an empty or over-long label, a space)
 //!  GET /debug/source           JSON: the source's state; for the Kubernetes source, each watch
 //!                              stream's state, failures and when it last heard from the API
 //! ```
@@ -30,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-pub use explain::explain;
+pub use explain::{ExplainError, explain};
 
 use crate::dns::Responder;
 use crate::index::Index;
@@ -130,7 +132,15 @@ fn route(state: &AdminState, request: &Request<Incoming>) -> Response<Full<Bytes
         }
         "/debug/source" => json(format!("{:#}\n", source::describe(state))),
         "/debug/explain" => match query_param(request.uri().query().unwrap_or(""), "name") {
-            Some(name) => json(format!("{:#}\n", explain(state, &name))),
+            Some(name) => match explain(state, &name) {
+                Ok(answer) => json(format!("{answer:#}\n")),
+                Err(error) => {
+                    let body = serde_json::json!({"name": name, "error": error.to_string()});
+                    let mut response = json(format!("{body:#}\n"));
+                    *response.status_mut() = StatusCode::BAD_REQUEST;
+                    response
+                }
+            },
             None => text(
                 StatusCode::BAD_REQUEST,
                 "missing query parameter: name\n".into(),

@@ -64,6 +64,7 @@ fn invalid_values_name_the_field() {
         ("[dns]\nlisten = []\n", "dns.listen"),
         ("[dns]\nmax_udp_payload = 100\n", "dns.max_udp_payload"),
         ("[dns]\nudp_coalesce_us = 1001\n", "dns.udp_coalesce_us"),
+        ("[dns]\nworkers = 1025\n", "dns.workers"),
         (
             "[source]\npoll_interval_ms = 0\n",
             "source.poll_interval_ms",
@@ -145,6 +146,50 @@ zonez = [\"a\"]\n",
     .unwrap_err()
     .to_string();
     assert!(error.contains("zonez") && !error.contains('\n'), "{error}");
+}
+
+/// A TOML error is `LINE:COLUMN: KEY: MESSAGE` on one line (the parser's own text has a
+/// multi-line snippet), and `FILE:LINE:COLUMN: ...` once loaded from a file.
+#[test]
+fn parse_errors_give_line_column_and_dotted_key() {
+    let cases = [
+        (
+            "[dns]\npositive_ttl = \"five\"\n",
+            "2:16: dns.positive_ttl: invalid type: string \"five\", expected u32",
+        ),
+        (
+            "[dns]\nzones = [\"a\", 1]\n",
+            "2:15: dns.zones[1]: invalid type: integer `1`, expected a string",
+        ),
+        (
+            "[source]\nkubernetes = { max_backoff_ms = \"x\" }\n",
+            "2:33: source.kubernetes.max_backoff_ms: invalid type: string \"x\", expected u64",
+        ),
+        (
+            "# a comment\n[source.kubernetes]\n  bogus = 2\n",
+            "3:3: source.kubernetes.bogus: unknown field `bogus`, expected one of",
+        ),
+        ("[dns\n", "1:5: unclosed table, expected `]`"),
+    ];
+    for (text, want) in cases {
+        let error = Config::parse(text).unwrap_err().to_string();
+        assert!(
+            error.starts_with(want),
+            "{text:?}: got {error:?}, want {want:?}"
+        );
+        assert!(!error.contains('\n'), "{error:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peerdns.toml");
+    std::fs::write(&path, "[dns]\npositive_ttl = \"five\"\n").unwrap();
+    let error = Config::load(&path).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "{}:2:16: dns.positive_ttl: invalid type: string \"five\", expected u32",
+            path.display()
+        )
+    );
 }
 
 #[test]

@@ -6,7 +6,12 @@
 //!
 //! Invariants:
 //! - namespace, Service name and hostname are DNS-1123 labels, and slice and pod names DNS-1123
-//!   subdomains; anything else (uppercase included, as Kubernetes rejects it) is an error;
+//!   subdomains; anything else (uppercase included, as Kubernetes rejects it) is an error, and
+//!   the error names the rule broken ([`LabelRule`]: a character, a `-` at an end, a label
+//!   longer than 63 characters, a subdomain longer than 253);
+//! - a Service's and an EndpointSlice's port names are DNS-1123 labels once lowercased (as
+//!   Kubernetes validates them, except that any case is accepted, as for an ExternalName): a
+//!   name such as `web_bad` would be served at `_web_bad._tcp` and is an error instead;
 //! - an ExternalName target is a DNS-1123 subdomain once one trailing dot is dropped and it is
 //!   lowercased (the model's target has no trailing dot);
 //! - an object with no namespace is in `default`, as `kubectl apply` would put it;
@@ -97,12 +102,15 @@ pub enum Problem {
         /// The family the slice declares (`IPv4` or `IPv6`).
         family: &'static str,
     },
-    /// Not a DNS-1123 label.
-    #[error("{0:?} is not a DNS-1123 label (a-z, 0-9 and '-', at most 63, no '-' at either end)")]
+    /// Not a DNS-1123 label; the message names the rule broken.
+    #[error("{0:?} is not a DNS-1123 label: {reason}", reason = label_reason(.0))]
     NotALabel(String),
-    /// Not a DNS-1123 subdomain.
-    #[error("{0:?} is not a DNS-1123 subdomain (dot-separated labels, at most 253)")]
+    /// Not a DNS-1123 subdomain; the message names the rule broken.
+    #[error("{0:?} is not a DNS-1123 subdomain: {reason}", reason = subdomain_reason(.0))]
     NotASubdomain(String),
+    /// A port name that is not a DNS-1123 label once lowercased (`Web_Bad`).
+    #[error("{0:?} is not a port name: {reason}", reason = label_reason(&.0.to_ascii_lowercase()))]
+    BadPortName(String),
     /// A port number outside 1-65535.
     #[error("{0} is not a port number (1-65535)")]
     BadPort(i64),
@@ -165,7 +173,92 @@ pub fn is_dns_label(s: &str) -> bool {
 
 /// Whether `s` is a DNS-1123 subdomain: dot-separated labels, at most 253 in all.
 pub fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= MAX_SUBDOMAIN_LEN && s.split('.').all(is_dns_label)
+}
+
+/// The longest DNS-1123 (RFC 1123) label.
+pub const MAX_LABEL_LEN: usize = 63;
+/// The longest DNS-1123 subdomain, dots included.
+pub const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// The rule of a DNS-1123 label that a string breaks (the first found, reading left to right,
+/// then its ends, then its length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LabelRule {
+    /// Nothing at all (in a subdomain: a leading, trailing or doubled `.`).
+    #[error("empty label")]
+    Empty,
+    /// An uppercase letter: Kubernetes names are lowercase.
+    #[error("uppercase '{0}' (names are lowercase: a-z, 0-9 and '-')")]
+    Uppercase(char),
+    /// A character other than `a-z`, `0-9` and `-`.
+    #[error("'{}' is not allowed (only a-z, 0-9 and '-')", .0.escape_default())]
+    Character(char),
+    /// A `-` first.
+    #[error("starts with '-'")]
+    LeadingDash,
+    /// A `-` last.
+    #[error("ends with '-'")]
+    TrailingDash,
+    /// More than 63 characters (RFC 1123).
+    #[error("label longer than {MAX_LABEL_LEN} characters ({0})")]
+    TooLong(usize),
+}
+
+/// The rule `s` breaks as a DNS-1123 label, or `None` when it is one.
+pub fn label_rule(s: &str) -> Option<LabelRule> {
+    if s.is_empty() {
+        return Some(LabelRule::Empty);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(match c.is_ascii_uppercase() {
+            true => LabelRule::Uppercase(c),
+            false => LabelRule::Character(c),
+        });
+    }
+    if s.starts_with('-') {
+        return Some(LabelRule::LeadingDash);
+    }
+    if s.ends_with('-') {
+        return Some(LabelRule::TrailingDash);
+    }
+    let length = s.chars().count();
+    (length > MAX_LABEL_LEN).then_some(LabelRule::TooLong(length))
+}
+
+/// Why `s` is not a DNS-1123 label, in words.
+fn label_reason(s: &str) -> String {
+    match label_rule(s) {
+        Some(rule) => rule.to_string(),
+        None => "a-z, 0-9 and '-', at most 63, no '-' at either end".to_string(),
+    }
+}
+
+/// Why `s` is not a DNS-1123 subdomain, in words: its length, or the first label at fault
+/// (numbered when there are several).
+fn subdomain_reason(s: &str) -> String {
+    let length = s.chars().count();
+    if length > MAX_SUBDOMAIN_LEN {
+        return format!("longer than {MAX_SUBDOMAIN_LEN} characters ({length})");
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    let fault = labels
+        .iter()
+        .enumerate()
+        .find_map(|(i, label)| Some((i, label_rule(label)?)));
+    match fault {
+        Some((_, rule)) if labels.len() == 1 => rule.to_string(),
+        Some((i, LabelRule::Empty)) => format!(
+            "label {} of {} is empty (a leading, trailing or doubled '.')",
+            i + 1,
+            labels.len()
+        ),
+        Some((i, rule)) => format!("label {} of {}: {rule}", i + 1, labels.len()),
+        None => "dot-separated DNS-1123 labels, at most 253 characters".to_string(),
+    }
 }
 
 /// Checks that `value` (the object's `field`) is a DNS-1123 label and returns it owned.
@@ -222,9 +315,30 @@ pub fn port_number(obj: &ObjectRef, field: &str, value: i32) -> Result<u16, Conv
     }
 }
 
-/// A port name, lowercased; absent or empty means an unnamed port.
+/// A port name, lowercased; absent or empty means an unnamed port. Unchecked: see
+/// [`check_port_name`] for a name that DNS serves.
 pub fn port_name(value: Option<&str>) -> Option<String> {
     value.filter(|n| !n.is_empty()).map(str::to_ascii_lowercase)
+}
+
+/// A Service's or EndpointSlice's port name (the object's `field`), lowercased; absent or empty
+/// means an unnamed port. It must be a DNS-1123 label once lowercased, as Kubernetes requires
+/// (it becomes the `_<name>` label of SRV names).
+pub fn check_port_name(
+    obj: &ObjectRef,
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<String>, ConvertError> {
+    let Some(name) = port_name(value) else {
+        return Ok(None);
+    };
+    match is_dns_label(&name) {
+        true => Ok(Some(name)),
+        false => Err(obj.error(
+            field,
+            Problem::BadPortName(value.unwrap_or_default().to_owned()),
+        )),
+    }
 }
 
 /// Parses a textual IP address.
@@ -248,7 +362,7 @@ pub fn service(svc: &core::Service) -> Result<Service, ConvertError> {
         .enumerate()
     {
         ports.push(Port {
-            name: port_name(p.name.as_deref()),
+            name: check_port_name(&obj, &format!("spec.ports[{i}].name"), p.name.as_deref())?,
             protocol: protocol(
                 &obj,
                 &format!("spec.ports[{i}].protocol"),
@@ -351,7 +465,7 @@ pub fn endpoint_slice(
         // A null port number means "all ports" and is useless to DNS: skip it.
         let Some(number) = p.port else { continue };
         ports.push(Port {
-            name: port_name(p.name.as_deref()),
+            name: check_port_name(&obj, &format!("ports[{i}].name"), p.name.as_deref())?,
             protocol: protocol(&obj, &format!("ports[{i}].protocol"), p.protocol.as_deref())?,
             port: port_number(&obj, &format!("ports[{i}].port"), number)?,
         });
@@ -377,7 +491,7 @@ fn endpoint(
     family: AddressFamily,
 ) -> Result<Endpoint, ConvertError> {
     // Field names are formatted only when an error names them: this loop runs once per
-    // endpoint of every slice event, on the way to the answers (DESIGN P4).
+    // endpoint of every slice event, on the way to the answers (P4 in `crate::rules`).
     if ep.addresses.len() > MAX_ENDPOINT_ADDRESSES {
         let field = format!("endpoints[{i}].addresses");
         check_count(obj, &field, ep.addresses.len(), MAX_ENDPOINT_ADDRESSES)?;

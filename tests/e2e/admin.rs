@@ -223,6 +223,96 @@ async fn explain_says_why_for_each_reason() {
     running.stop().await;
 }
 
+/// Once synced, `exists` is true or false for every name (`_port._proto` names and protocol
+/// nodes included), true exactly when DNS answers NOERROR and false when it answers NXDOMAIN;
+/// each record is listed once; a text that is no domain name gets 400 with the rule broken.
+#[tokio::test]
+async fn explain_is_definite_lists_records_once_and_refuses_bad_names() {
+    use hickory_proto::op::ResponseCode;
+    let running = peerdns::app::start(&config_for(&root().join("tests/clusters/rules.yaml")))
+        .await
+        .unwrap();
+    let (admin, dns) = (running.admin_address, running.addresses[0]);
+    let cases = [
+        ("_gossip._tcp.peers.apps.svc.cluster.local", true),
+        ("_dns._udp.peers.apps.svc.cluster.local", true),
+        ("_gossip._udp.peers.apps.svc.cluster.local", false),
+        ("_nope._tcp.peers.apps.svc.cluster.local", false),
+        ("_tcp.peers.apps.svc.cluster.local", true),
+        ("_sctp.peers.apps.svc.cluster.local", false),
+        ("_https._tcp.api.apps.svc.cluster.local", true),
+        ("_http._tcp.sleepy.apps.svc.cluster.local", false),
+        ("peers.apps.svc.cluster.local", true),
+        ("alias.apps.svc.cluster.local", true),
+        ("upstream.apps.svc.cluster.local", true),
+        ("nosuch.apps.svc.cluster.local", false),
+    ];
+    for (name, exists) in cases {
+        let answer = explain(admin, name).await;
+        assert_eq!(answer["exists"].as_bool(), Some(exists), "{name}: {answer}");
+        let records: Vec<&str> = answer["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        assert!(exists || records.is_empty(), "{name}: {answer}");
+        let mut unique = records.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            records.len(),
+            "{name}: a record twice: {answer}"
+        );
+        let reply = query(
+            dns,
+            &Ask::new(&format!("{name}."), RecordType::A),
+            Over::Udp,
+        )
+        .await;
+        let rcode = match exists {
+            true => ResponseCode::NoError,
+            false => ResponseCode::NXDomain,
+        };
+        assert_eq!(reply.metadata.response_code, rcode, "{name}: {answer}");
+    }
+    let srv = explain(admin, "_gossip._tcp.peers.apps.svc.cluster.local").await;
+    assert!(
+        srv["records"][0].as_str().unwrap().contains("IN SRV"),
+        "{srv}"
+    );
+    let cname = explain(admin, "upstream.apps.svc.cluster.local").await;
+    assert_eq!(
+        cname["records"],
+        serde_json::json!(["upstream.apps.svc.cluster.local. 5 IN CNAME db.example.com."]),
+        "{cname}"
+    );
+
+    let long = "a".repeat(64);
+    let bad = [
+        ("bad..name", "empty label"),
+        (".apps.svc.cluster.local", "empty label"),
+        (
+            &format!("{long}.apps.svc.cluster.local"),
+            "label longer than 63 characters (64)",
+        ),
+        (
+            "a%20b.apps.svc.cluster.local",
+            "character ' ' is not allowed",
+        ),
+        ("", "the name is empty"),
+    ];
+    for (name, reason) in bad {
+        let (status, body) = get(admin, &format!("/debug/explain?name={name}")).await;
+        assert_eq!(status, 400, "{name}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{name}: {body}");
+    }
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn readiness_follows_sync_and_watched_namespaces_are_explained() {
     let api = TestApiServer::start().await;

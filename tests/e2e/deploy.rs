@@ -264,8 +264,14 @@ fn the_image_config_listens_on_every_address() {
             text.contains("deploy/image/peerdns.toml"),
             "{what} ships the image config"
         );
-        assert!(text.contains("5353/udp") && text.contains("9153"), "{what} exposes the ports");
+        assert!(
+            text.contains("5353/udp") && text.contains("9153"),
+            "{what} exposes the ports"
+        );
     }
     assert!(build.contains("--config.user 65532:65532"));
-    assert!(dockerfile.contains("USER nonroot"), "distroless nonroot is 65532");
+    assert!(
+        dockerfile.contains("USER nonroot"),
+        "distroless nonroot is 65532"
+    );
 }

@@ -22,6 +22,7 @@ mod protocol;
 mod recipes;
 mod serials;
 mod soak;
+mod startup;
 mod support;
 mod transfer;
 mod wait;

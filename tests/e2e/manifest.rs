@@ -16,8 +16,10 @@ fn value<'t>(toml: &'t str, key: &str) -> Option<&'t str> {
     })
 }
 
-fn version(text: &str) -> Vec<u32> {
-    text.split('.').map(|n| n.parse().unwrap_or(0)).collect()
+/// A version's (major, minor, patch); a missing part is 0 (`1.89` is `1.89.0`).
+fn version(text: &str) -> [u32; 3] {
+    let mut parts = text.split('.').map(|n| n.parse().unwrap_or(0));
+    [0; 3].map(|_| parts.next().unwrap_or(0))
 }
 
 /// Where cargo keeps the sources of downloaded crates.

@@ -538,6 +538,16 @@ async fn bad_api_objects_are_skipped_and_hide_nothing_else() {
     );
     unlabelled["metadata"]["labels"] = serde_json::json!({});
     api.apply(&unlabelled);
+    // A port name Kubernetes would refuse (it would be served at `_web_bad._tcp`): the Service
+    // is skipped, so its ready endpoint does not answer.
+    let mut bad_port = service("badport");
+    bad_port["spec"]["ports"][0]["name"] = "Web_Bad".into();
+    api.apply(&bad_port);
+    api.apply(&slice(
+        "badport-1",
+        "badport",
+        vec![endpoint("10.7.0.5".into(), "badport-0")],
+    ));
 
     let running = watch_with(&api, dir.path(), |_| {}).await;
     let dns = running.addresses[0];
@@ -552,6 +562,13 @@ async fn bad_api_objects_are_skipped_and_hide_nothing_else() {
     wait_for_rcode(
         dns,
         &name("", "huge", "default"),
+        RecordType::A,
+        ResponseCode::NXDomain,
+    )
+    .await;
+    wait_for_rcode(
+        dns,
+        &name("", "badport", "default"),
         RecordType::A,
         ResponseCode::NXDomain,
     )

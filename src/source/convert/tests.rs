@@ -34,8 +34,117 @@ fn dns_names() {
     ];
     for (name, label, subdomain) in cases {
         assert_eq!(is_dns_label(name), label, "label {name:?}");
+        assert_eq!(label_rule(name).is_none(), label, "label rule {name:?}");
         assert_eq!(is_dns_subdomain(name), subdomain, "subdomain {name:?}");
     }
+}
+
+#[test]
+fn label_rules_name_the_rule_broken() {
+    let cases = [
+        ("", Some(LabelRule::Empty)),
+        ("Kubia", Some(LabelRule::Uppercase('K'))),
+        ("web_bad", Some(LabelRule::Character('_'))),
+        ("a.b", Some(LabelRule::Character('.'))),
+        ("-a", Some(LabelRule::LeadingDash)),
+        ("a-", Some(LabelRule::TrailingDash)),
+        (&"a".repeat(69), Some(LabelRule::TooLong(69))),
+        (&"a".repeat(63), None),
+        ("a-0", None),
+    ];
+    for (name, rule) in cases {
+        assert_eq!(label_rule(name), rule, "{name:?}");
+    }
+    assert_eq!(
+        LabelRule::TooLong(69).to_string(),
+        "label longer than 63 characters (69)"
+    );
+    assert_eq!(
+        LabelRule::Character('\n').to_string(),
+        "'\\n' is not allowed (only a-z, 0-9 and '-')"
+    );
+}
+
+/// A 69-character label is a label problem, not a 253-character one, whether the field is a
+/// label or a subdomain; a subdomain's bad label is numbered.
+#[test]
+fn long_labels_are_reported_as_labels() {
+    let long = "a".repeat(69);
+    let as_label = svc(&format!("metadata: {{name: {long}}}"))
+        .expect_err("a 69-character Service name")
+        .to_string();
+    assert!(
+        as_label.ends_with(&format!(
+            "field metadata.name: \"{long}\" is not a DNS-1123 label: label longer than 63 characters (69)"
+        )),
+        "{as_label}"
+    );
+    let as_subdomain = slice(&format!(
+        "metadata: {{name: {long}, labels: {{kubernetes.io/service-name: a}}}}\naddressType: IPv4"
+    ))
+    .expect_err("a 69-character slice name")
+    .to_string();
+    assert!(
+        as_subdomain.ends_with("is not a DNS-1123 subdomain: label longer than 63 characters (69)"),
+        "{as_subdomain}"
+    );
+    assert!(!as_subdomain.contains("253"), "{as_subdomain}");
+    let dotted = slice(&format!(
+        "metadata: {{name: x.{long}, labels: {{kubernetes.io/service-name: a}}}}\naddressType: IPv4"
+    ))
+    .expect_err("a slice name with a 69-character label")
+    .to_string();
+    assert!(
+        dotted.ends_with("label 2 of 2: label longer than 63 characters (69)"),
+        "{dotted}"
+    );
+    let too_long = format!("{}a", "abcdefghi.".repeat(26));
+    let whole = slice(&format!(
+        "metadata: {{name: {too_long}, labels: {{kubernetes.io/service-name: a}}}}\naddressType: IPv4"
+    ))
+    .expect_err("a 261-character slice name")
+    .to_string();
+    assert!(
+        whole.ends_with("is not a DNS-1123 subdomain: longer than 253 characters (261)"),
+        "{whole}"
+    );
+}
+
+/// Kubernetes rejects a port name that is not a DNS-1123 label; served, `Web_Bad` would be
+/// `_web_bad._tcp`. Case alone is forgiven (the name is lowercased), as before.
+#[test]
+fn port_names_are_labels() {
+    let err = svc(
+        "metadata: {name: a}\nspec: {ports: [{name: http, port: 80}, {name: Web_Bad, port: 81}]}",
+    )
+    .expect_err("Web_Bad is no port name")
+    .to_string();
+    assert_eq!(
+        err,
+        "Service default/a: field spec.ports[1].name: \"Web_Bad\" is not a port name: '_' is not allowed (only a-z, 0-9 and '-')"
+    );
+    let long = svc(&format!(
+        "metadata: {{name: a}}\nspec: {{ports: [{{name: {}, port: 80}}]}}",
+        "p".repeat(64)
+    ))
+    .expect_err("a 64-character port name")
+    .to_string();
+    assert!(
+        long.ends_with("label longer than 63 characters (64)"),
+        "{long}"
+    );
+    let err = slice(
+        "metadata: {name: s, labels: {kubernetes.io/service-name: a}}\naddressType: IPv4\n\
+         ports: [{name: -web, port: 80}]",
+    )
+    .expect_err("-web is no port name")
+    .to_string();
+    assert_eq!(
+        err,
+        "EndpointSlice default/s: field ports[0].name: \"-web\" is not a port name: starts with '-'"
+    );
+    let upper = svc("metadata: {name: a}\nspec: {ports: [{name: Web, port: 80}]}").expect("Web");
+    assert_eq!(upper.ports[0].name.as_deref(), Some("web"));
 }
 
 #[test]

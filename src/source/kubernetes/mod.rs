@@ -46,23 +46,75 @@ use retry::{Backoff, RetryPolicy};
 use supervisor::Supervisor;
 pub use sync::{Change, StreamScope, Synchronizer, WatchedKind};
 
-/// Why a Kubernetes client could not be built.
+/// Why a Kubernetes client could not be built. kube's own messages quote paths as
+/// `'"/path"'`; these show them plainly, and every message is one line with no cause repeated.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The kubeconfig file could not be read or parsed.
-    #[error("kubeconfig {path}: {source}")]
+    #[error("kubeconfig {path}: {reason}", reason = kubeconfig_reason(.reason, Some(.path)))]
     Kubeconfig {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: kube::config::KubeconfigError,
+        /// Why (shown in the message, not offered as a source: its text quotes the path).
+        reason: kube::config::KubeconfigError,
     },
     /// No configuration could be inferred (not in a cluster, no KUBECONFIG, no ~/.kube/config).
-    #[error("no Kubernetes credentials: {0}")]
-    Infer(#[from] kube::config::InferConfigError),
+    #[error("no Kubernetes credentials: {reason}", reason = infer_reason(.0))]
+    Infer(kube::config::InferConfigError),
     /// The client could not be built from the configuration.
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[from] kube::Error),
+}
+
+impl From<kube::config::InferConfigError> for ClientError {
+    fn from(error: kube::config::InferConfigError) -> Self {
+        Self::Infer(error)
+    }
+}
+
+/// A kubeconfig error in words on one line, its path shown plainly; `named` is the file
+/// already named before the message, which a read error then need not repeat.
+fn kubeconfig_reason(error: &kube::config::KubeconfigError, named: Option<&PathBuf>) -> String {
+    match error {
+        kube::config::KubeconfigError::ReadConfig(io, path) if named == Some(path) => {
+            format!("cannot read the file: {io}")
+        }
+        kube::config::KubeconfigError::ReadConfig(io, path) => {
+            format!("cannot read {}: {io}", path.display())
+        }
+        // A parse error's text goes on with a snippet of the file: its first line has the
+        // position and the problem.
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+/// Why inference failed: the in-cluster reason and the kubeconfig reason. kube's text is
+/// `failed to infer config: in-cluster: (A), kubeconfig: (B)`; A is taken from it (kube keeps
+/// the error private), B is rebuilt from the kubeconfig error (its source).
+fn infer_reason(error: &kube::config::InferConfigError) -> String {
+    use std::error::Error as _;
+    let text = error.to_string();
+    let kubeconfig = error
+        .source()
+        .and_then(|source| source.downcast_ref::<kube::config::KubeconfigError>());
+    let Some(kubeconfig) = kubeconfig else {
+        return text;
+    };
+    let in_cluster = text
+        .strip_prefix("failed to infer config: in-cluster: (")
+        .and_then(|rest| rest.strip_suffix(&format!("), kubeconfig: ({kubeconfig})")));
+    match in_cluster {
+        Some(in_cluster) => format!(
+            "not in a cluster ({in_cluster}), and no kubeconfig ({})",
+            kubeconfig_reason(kubeconfig, None)
+        ),
+        None => text,
+    }
 }
 
 /// What to watch, and how patiently.
@@ -115,9 +167,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn client_config(kubeconfig: Option<&Path>) -> Result<kube::Config, ClientError> {
     Ok(match kubeconfig {
         Some(path) => {
-            let wrap = |source| ClientError::Kubeconfig {
+            let wrap = |reason| ClientError::Kubeconfig {
                 path: path.to_path_buf(),
-                source,
+                reason,
             };
             let file = kube::config::Kubeconfig::read_from(path).map_err(wrap)?;
             let options = kube::config::KubeConfigOptions::default();
