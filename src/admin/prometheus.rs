@@ -92,7 +92,23 @@ pub fn render(metrics: &Metrics, index: &Index, source: SourceView<'_>) -> Strin
         "Seconds since the server started.",
         uptime.as_secs_f64(),
     );
+    if let Some(bytes) = resident_bytes() {
+        gauge(
+            &mut out,
+            "peerdns_process_resident_memory_bytes",
+            "Resident memory of the process (what the sizing formula in the README predicts).",
+            bytes as f64,
+        );
+    }
     out
+}
+
+/// This process's resident set size, from `/proc/self/statm` (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // The kernel's page size (4 KiB on x86-64, up to 64 KiB on arm64), from the aux vector.
+    Some(pages * rustix::param::page_size() as u64)
 }
 
 /// The file source's last load: whether it worked, when, and how many loads failed.
@@ -229,5 +245,25 @@ fn render_streams(out: &mut String, watch: &SourceStats, age: &dyn Fn(u64) -> f6
             out,
             "peerdns_source_watch_heard_age_seconds{{{labels}}} {value}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_this_process_size() {
+        let bytes = resident_bytes().expect("Linux has /proc/self/statm");
+        // A test binary with its runtime holds megabytes, far less than a terabyte.
+        assert!(bytes > 1 << 20 && bytes < 1 << 40, "{bytes} bytes");
+        let before = resident_bytes().unwrap();
+        let block = vec![1u8; 64 << 20];
+        let after = resident_bytes().unwrap();
+        assert!(
+            after >= before + (32 << 20),
+            "{before} -> {after} after touching 64 MiB"
+        );
+        drop(block);
     }
 }
