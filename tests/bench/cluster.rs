@@ -1,10 +1,19 @@
-//! The benchmark cluster as the shared peer harness writes it (headless Services of StatefulSet
-//! pods, one EndpointSlice each, one JSON document per object), for the benchmarks that build
-//! it themselves.
+//! The benchmark cluster as the peer harness (`peers/gen_zone.py`) writes it (headless Services
+//! of StatefulSet pods, one EndpointSlice each, one JSON document per object), for the
+//! benchmarks that build it themselves; and their command-line knobs.
 
 use std::net::Ipv4Addr;
 
-/// The benchmark cluster as the shared harness writes it: one JSON document per object.
+/// The value after `name` on the command line (`--services 500`), or `default`.
+pub fn arg(name: &str, default: usize) -> usize {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The benchmark cluster as the harness writes it: one JSON document per object.
 pub fn cluster_text(services: usize, pods: usize) -> String {
     let mut documents = Vec::with_capacity(services * 2);
     let mut address = 0u32;

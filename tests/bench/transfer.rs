@@ -27,6 +27,7 @@
 mod apiserver;
 #[path = "cluster.rs"]
 mod cluster;
+use cluster::arg;
 #[allow(dead_code)]
 #[path = "../e2e/knot.rs"]
 mod knot;
@@ -44,14 +45,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 const ZONE: &str = "cluster.local.";
-
-fn arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip_while(|a| a != name)
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A line of /proc/self/status, in KiB.
 fn status_kib(field: &str) -> u64 {

@@ -8,7 +8,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use peerdns::config::Config;
 
-use crate::support::{Ask, Over, config_for, query, root, serve_file};
+use crate::support::{Ask, Over, config_for, first_log_line, query, root, serve_file};
 
 #[test]
 fn every_file_in_config_loads() {
@@ -245,26 +245,13 @@ fn check_config_validates_without_serving() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    let mut child = peerdns()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-json",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let first = BufReader::new(stderr)
-        .lines()
-        .next()
-        .expect("a log line")
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let first = first_log_line(peerdns().args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--log-json",
+    ]));
     let line: serde_json::Value =
         serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
     assert_eq!(line["level"], "INFO", "{line}");

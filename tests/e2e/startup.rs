@@ -2,12 +2,11 @@
 //! refuses exits 1 with one line, `peerdns: <message>`, that names the file, line or field at
 //! fault and says what to do; log lines carry no colour codes when stderr is not a terminal.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::root;
+use crate::support::{first_log_line, root};
 
 /// The binary, started in `dir`, with no Kubernetes credentials from the environment.
 fn peerdns_in(dir: &Path) -> Command {
@@ -185,20 +184,12 @@ fn every_startup_error_but_clap_exits_1_with_one_line() {
 
 #[test]
 fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let mut child = peerdns_in(&root())
-        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let first = BufReader::new(stderr)
-        .lines()
-        .next()
-        .expect("a log line")
-        .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let first = first_log_line(peerdns_in(&root()).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]));
     assert!(first.contains("INFO"), "{first:?}");
     assert!(!first.contains('\u{1b}'), "colour codes in {first:?}");
 }

@@ -15,6 +15,27 @@ use tokio::net::{TcpStream, UdpSocket};
 /// How long a test waits for one answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Starts `command` (the binary, with its arguments) and returns the first line it logs on
+/// stderr, then kills it: stdout is discarded, stderr is a pipe (not a terminal).
+pub fn first_log_line(command: &mut std::process::Command) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let first = BufReader::new(stderr)
+        .lines()
+        .next()
+        .expect("a log line")
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    first
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
