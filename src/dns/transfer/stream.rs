@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::Record;
+use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::BinEncodable;
 
 use super::TransferKind;
@@ -163,7 +163,7 @@ impl TransferStream {
             if self.pending.is_empty() && !self.refill(authority, index) {
                 break;
             }
-            let Some(size) = self.pending.front().map(encoded_len) else {
+            let Some(size) = self.pending.front().map(record_len) else {
                 continue;
             };
             if size > budget && !message.answers.is_empty() {
@@ -216,7 +216,74 @@ impl TransferStream {
     }
 }
 
-/// The uncompressed size of `item` on the wire (an upper bound of its size in a message).
+/// The size of `item` encoded alone (names compressed only against each other inside it): an
+/// upper bound of its size in a message, where more names are there to point at.
 fn encoded_len(item: &impl BinEncodable) -> usize {
     item.to_bytes().map_or(MAX_MESSAGE, |bytes| bytes.len())
+}
+
+/// An upper bound of a record's size in a message, counted without encoding it for the types a
+/// zone is made of (every name uncompressed); [`encoded_len`] for any other type. Encoding each
+/// record once to size it cost about a third of a full transfer.
+fn record_len(record: &Record) -> usize {
+    let rdata = match &record.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(srv) => 6 + name_len(&srv.target),
+        RData::PTR(ptr) => name_len(&ptr.0),
+        RData::CNAME(cname) => name_len(&cname.0),
+        RData::NS(ns) => name_len(&ns.0),
+        RData::TXT(txt) => txt.txt_data.iter().map(|s| 1 + s.len()).sum(),
+        _ => return encoded_len(record),
+    };
+    // Owner, type, class, TTL, RDLENGTH, RDATA.
+    name_len(&record.name) + 10 + rdata
+}
+
+/// A name's uncompressed wire length: a length byte and the bytes of each label, the root.
+fn name_len(name: &Name) -> usize {
+    name.iter().map(|label| 1 + label.len()).sum::<usize>() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use hickory_proto::rr::rdata::{AAAA, CNAME, NS, PTR, SOA, SRV, TXT};
+    use hickory_proto::serialize::binary::BinEncoder;
+
+    use super::*;
+
+    /// The record's size with no compression at all.
+    fn uncompressed_len(record: &Record) -> usize {
+        let mut bytes = Vec::new();
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_canonical_form(true);
+        record.emit(&mut encoder).unwrap();
+        bytes.len()
+    }
+
+    #[test]
+    fn records_are_sized_as_uncompressed() {
+        let name = |text: &str| Name::from_ascii(text).unwrap();
+        let owner = name("web-0.web.live.svc.cluster.local.");
+        let datas = [
+            RData::A(Ipv4Addr::new(10, 0, 0, 1).into()),
+            RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+            RData::SRV(SRV::new(0, 50, 7000, owner.clone())),
+            RData::PTR(PTR(owner.clone())),
+            RData::CNAME(CNAME(name("db.example.com."))),
+            RData::NS(NS(name("ns.dns.cluster.local."))),
+            RData::TXT(TXT::new(vec!["a=1".into(), "x".repeat(255), String::new()])),
+            RData::SOA(SOA::new(owner.clone(), owner.clone(), 7, 1, 2, 3, 4)),
+        ];
+        for data in datas {
+            let record = Record::from_rdata(owner.clone(), 5, data);
+            let counted = record_len(&record);
+            assert!(counted >= encoded_len(&record), "{record}");
+            if record.record_type() != hickory_proto::rr::RecordType::SOA {
+                assert_eq!(counted, uncompressed_len(&record), "{record}");
+            }
+        }
+    }
 }
