@@ -365,7 +365,7 @@ impl AnswerCache {
         }
     }
 
-    /// [`Self::store`] for a probed request.
+    /// `Self::store` for a probed request.
     pub fn offer(&mut self, probe: &Probe, response: &[u8], validity: Validity) {
         if response.len() < HEADER_LEN {
             return;
@@ -390,7 +390,7 @@ impl AnswerCache {
         }
     }
 
-    /// [`Self::store_if_seen`] for a probed request.
+    /// `Self::store_if_seen` for a probed request.
     pub fn offer_if_seen(&mut self, probe: &Probe, response: &[u8], validity: Validity) {
         if self.seen.check_and_mark(probe.hash) {
             self.offer(probe, response, validity);

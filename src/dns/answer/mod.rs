@@ -1,4 +1,4 @@
-//! The answer rules (R1-R13): one decision ([`find`]) and the general path's answer built
+//! The answer rules (R1-R15): one decision (`find`) and the general path's answer built
 //! from it.
 //!
 //! ```text
@@ -13,7 +13,7 @@
 //! [`Authority::answer`] turns (name, type) into an [`Answer`]: an rcode and three record
 //! sections. It knows nothing of the wire: EDNS, truncation and the header are
 //! [`super::message`]'s business. Each rule reads one Service's published records, never a scan
-//! of the index. [`srv`] lists a Service's SRV entries, for both paths.
+//! of the index. `srv` lists a Service's SRV entries, for both paths.
 //!
 //! Invariants:
 //! - a name outside every zone is REFUSED and not authoritative (R10);

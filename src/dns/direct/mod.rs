@@ -19,7 +19,7 @@
 //! ports, and [`Direct::write`] answers. On a large cluster those reads rarely hit the CPU's
 //! caches; asked for together, they arrive together.
 //!
-//! Nothing here decides an answer: [`find`] does, for both paths. What is written here is the
+//! Nothing here decides an answer: `answer::find` does, for both paths. What is written here is the
 //! encoding: which section each record goes to, in the order the general path's records are
 //! built, and the truncation of a response too big for the client's UDP size.
 //!

@@ -28,7 +28,7 @@
 //! its map, one step of a lookup at a time). The stages exist
 //! for the CPU's caches: on a large cluster a Service's entry and records are rarely cached,
 //! and a batch's loads, started together, overlap. With response rate limiting on, each
-//! response (replayed or not) passes [`RateLimiter::filter`] right before it is sent; with it
+//! response (replayed or not) passes `RateLimiter::filter` right before it is sent; with it
 //! off, that costs one `if`. The fast paths' answers are counted once per batch, after its
 //! send, each with the batch's time from arrival to send (what the client waited on the
 //! server): the clock is read twice per batch, not per query.

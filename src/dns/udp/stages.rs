@@ -151,7 +151,7 @@ impl Replies {
 /// path). On a large cluster those reads rarely hit the CPU's caches: asked for a batch at a
 /// time, their waits overlap instead of adding up.
 ///
-/// Every datagram gets the answer it would get alone ([`answer`]): the stages only move the
+/// Every datagram gets the answer it would get alone (`answer`): the stages only move the
 /// reads earlier. The generation an answer is cached under is read before the batch's first
 /// lookup, so it is never newer than what the answer was computed from.
 pub fn answer_batch(
