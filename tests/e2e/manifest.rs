@@ -118,16 +118,21 @@ fn no_file_points_at_a_document_outside_the_repository() {
             files.push(path);
         }
     }
-    let this_file = root().join("tests/e2e/manifest.rs");
+    // Spelt in parts, so that this file does not hold the words it looks for.
+    let pointers = [
+        ["DES", "IGN"].concat(),
+        ["design", " notes"].concat(),
+        ["..", "/", "shared"].concat(),
+    ];
     let mut offenders = Vec::new();
-    for file in files.iter().filter(|f| **f != this_file) {
+    for file in &files {
         let Ok(text) = std::fs::read_to_string(file) else {
             continue; // not text
         };
         for (number, line) in text.lines().enumerate() {
-            if line.contains("DESIGN")
-                || line.contains("design notes")
-                || line.contains("../shared")
+            if pointers
+                .iter()
+                .any(|pointer| line.contains(pointer.as_str()))
             {
                 offenders.push(format!("{}:{}: {line}", file.display(), number + 1));
             }
