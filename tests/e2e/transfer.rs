@@ -844,3 +844,44 @@ fn a_broken_key_file_stops_the_start_naming_its_line() {
     );
     assert!(stderr.contains(&expected), "{stderr}");
 }
+
+#[tokio::test]
+async fn without_a_key_a_signed_query_is_notauth_badkey_over_udp_and_tcp() {
+    use hickory_proto::rr::rdata::tsig::TsigError;
+    let cluster = root().join("config/cluster.yaml");
+    let plain = crate::support::serve_file(&cluster).await;
+    let server = plain.addresses[0];
+    let mut soa = Message::new(11, MessageType::Query, OpCode::Query);
+    soa.add_query(Query::query(
+        Name::from_ascii("cluster.local.").unwrap(),
+        RecordType::SOA,
+    ));
+    let (record, _) = signer(KEY_NAME, KEY_SECRET)
+        .sign_message(&soa, now_secs())
+        .unwrap();
+    soa.set_signature(record);
+    let request = soa.to_vec().unwrap();
+    // Over TCP.
+    let reply = Message::from_vec(&tcp_raw(server, &request).await.unwrap()).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(
+        reply.signature().unwrap().data.error,
+        Some(TsigError::BadKey)
+    );
+    assert!(reply.answers.is_empty());
+    // Over UDP (the general path: a signed query is never a plain one).
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&request, server).await.unwrap();
+    let mut buffer = vec![0u8; 1500];
+    let (length, _) = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = Message::from_vec(&buffer[..length]).unwrap();
+    assert_eq!(reply.metadata.response_code, ResponseCode::NotAuth);
+    assert_eq!(
+        reply.signature().unwrap().data.error,
+        Some(TsigError::BadKey)
+    );
+    plain.stop().await;
+}
