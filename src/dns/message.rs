@@ -220,8 +220,9 @@ impl Responder {
             return (Some(reply(ResponseCode::FormErr, None)), outcome);
         };
         let original = query.original();
-        let transfer = (original.name(), original.query_type(), src, signed);
-        if let Some(answer) = self.ixfr_over_udp(transfer) {
+        if let Some(answer) =
+            self.ixfr_over_udp(original.name(), original.query_type(), src, signed)
+        {
             outcome.rcode = Some(answer.rcode);
             return (Some(reply(answer.rcode, Some(answer))), outcome);
         }
@@ -241,7 +242,10 @@ impl Responder {
     /// other question (the rules answer it: REFUSED for a transfer).
     fn ixfr_over_udp(
         &self,
-        (qname, qtype, src, signed): (&Name, RecordType, SocketAddr, bool),
+        qname: &Name,
+        qtype: RecordType,
+        src: SocketAddr,
+        signed: bool,
     ) -> Option<Answer> {
         let settings = self.transfers.as_ref()?;
         let allowed = settings.allows(src.ip());

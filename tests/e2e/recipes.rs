@@ -8,6 +8,21 @@
 
 use std::process::Command;
 
+/// Runs `script` in bash in namespaces of its own (UTS, mount, network), at most 60 s; returns
+/// its stdout and stderr together, failing the test (with them) when it fails.
+fn run_isolated(script: &str) -> String {
+    let output = Command::new("timeout")
+        .args([
+            "60", "unshare", "--uts", "--mount", "--net", "bash", "-c", script,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    text
+}
+
 /// Whether `unshare` works here (root) and every program in `programs` is installed; else
 /// prints why the test is skipped.
 fn can_run(test: &str, programs: &[&str]) -> bool {
@@ -107,15 +122,7 @@ fn etcd_members_form_a_cluster_from_peerdns_srv_records() {
         kill $(jobs -p) 2>/dev/null || true
         "#
     );
-    let output = Command::new("timeout")
-        .args([
-            "60", "unshare", "--uts", "--mount", "--net", "bash", "-c", &script,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    let text = run_isolated(&script);
     assert!(
         text.contains("ready: _etcd-server-ssl._tcp.etcd.db.svc.cluster.local lists at least 3"),
         "{text}"
@@ -204,15 +211,7 @@ PY
         kill $(jobs -p) 2>/dev/null || true
         "#
     );
-    let output = Command::new("timeout")
-        .args([
-            "60", "unshare", "--uts", "--mount", "--net", "bash", "-c", &script,
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{text}");
+    let text = run_isolated(&script);
     let nodes = "nodes [('mongo-0.mongo.db.svc.cluster.local', 27017), ('mongo-1.mongo.db.svc.cluster.local', 27017), ('mongo-2.mongo.db.svc.cluster.local', 27017)]";
     assert!(text.contains(nodes), "{text}");
     assert!(text.contains("'replicaSet': 'rs0'"), "{text}");
