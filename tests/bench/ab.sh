@@ -64,6 +64,9 @@ measure() {  # name queries -> "completed cpu_seconds"
 }
 
 echo "$title"
+# Both binaries run in the work folder: from the repository they would read its
+# config/peerdns.toml, which an older build may not know the keys of.
+cd "$work"
 for size in $sizes; do
     zdir="$work/zones/$size"
     if [ ! -f "$zdir/cluster.yaml" ]; then
